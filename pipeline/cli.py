@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits with code 2 and a one-line message naming the bad flag."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"wit {self.prog.split()[-1]}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _add_section_flags(parser: argparse.ArgumentParser, section: str) -> None:
@@ -59,6 +59,9 @@ def _add_section_flags(parser: argparse.ArgumentParser, section: str) -> None:
         kwargs: dict = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": help_text}
         if typ is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif typ is list or typing.get_origin(typ) is list:
+            kwargs["nargs"] = "*"
+            kwargs["metavar"] = f.name.upper()
         else:
             kwargs["metavar"] = f.name.upper()
             if f.metadata.get("choices"):

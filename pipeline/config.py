@@ -147,7 +147,7 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
     for key, value in values.items():
         if key not in types:
             known = ", ".join(sorted(types))
-            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of '{name}': {known}")
+            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of '{name}': {known}", flag="--config")
         kwargs[key] = coerce(f"{name}.{key}", value, types[key])
     cfg = cls(**kwargs)
     for f in dataclasses.fields(cls):
@@ -169,7 +169,10 @@ def load_file(path: str | Path) -> dict[str, dict[str, Any]]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ConfigError("config", f"{path} is not valid YAML: {e}", flag="--config") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "parse error"
+        raise ConfigError("config", f"{path} is not valid YAML{where}: {problem}", flag="--config") from None
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping of sections", flag="--config")
     for section, values in data.items():
