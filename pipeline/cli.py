@@ -23,20 +23,36 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
         ["run", "demo_world"],
         "stage:demo-world",
     ),
-    "queries": ("build the query list from Wikipedia, pageviews and WordNet", ["run", "queries"], "stage:queries"),
+    "queries": (
+        "build the query list from Wikipedia, pageviews and WordNet",
+        ["run", "queries"],
+        "stage:queries",
+    ),
     "select": (
         "extract (image URL, alt text) candidates, match queries, balance per query",
         ["run", "select"],
         "stage:select",
     ),
-    "download": ("download, verify and resize images into webdataset shards", ["run", "download"], "stage:download"),
-    "report": ("render the audit report (HTML + JSON) from what is on disk", ["run", "report"], "stage:report"),
+    "download": (
+        "download, verify and resize images into webdataset shards",
+        ["run", "download"],
+        "stage:download",
+    ),
+    "report": (
+        "render the audit report (HTML + JSON) from what is on disk",
+        ["run", "report"],
+        "stage:report",
+    ),
     "shards": (
         "everything: demo world (unless real inputs are given) -> queries -> select -> download -> report",
         ["run", "demo_world", "queries", "select", "download", "report"],
         "pipeline.shards:run",
     ),
-    "train": ("train the bundled CLIP on the shards, then evaluate zero-shot", ["run", "train"], "clip_model.main:run"),
+    "train": (
+        "train the bundled CLIP on the shards, then evaluate zero-shot",
+        ["run", "train"],
+        "clip_model.main:run",
+    ),
 }
 
 
@@ -56,7 +72,11 @@ def _add_section_flags(parser: argparse.ArgumentParser, section: str) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flag = C.flag_for(f"{section}.{f.name}")
         help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
-        kwargs: dict = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": help_text}
+        kwargs: dict = {
+            "dest": f"{section}.{f.name}",
+            "default": argparse.SUPPRESS,
+            "help": help_text,
+        }
         if typ is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typ is list or typing.get_origin(typ) is list:
@@ -71,12 +91,19 @@ def _add_section_flags(parser: argparse.ArgumentParser, section: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``wit`` parser with every subcommand and its flags."""
-    parser = _Parser(prog="wit", description="Build CLIP-style image-text datasets with Apache Beam, and train CLIP on them.")
+    parser = _Parser(
+        prog="wit",
+        description="Build CLIP-style image-text datasets with Apache Beam, and train CLIP on them.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (help_text, sections, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", default=None, help="YAML config file (sections: " + ", ".join(sections) + ")")
+        p.add_argument(
+            "--config",
+            default=None,
+            help="YAML config file (sections: " + ", ".join(sections) + ")",
+        )
         for section in sections:
             _add_section_flags(p, section)
     return parser
@@ -134,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     except C.ConfigError as e:  # stages may check inputs (e.g. files exist) before any work
         print(f"wit: configuration error: {e}", file=sys.stderr)
         return 2
-    if summary:
+    if command == "shards":
+        from pipeline.shards import format_summary
+
+        print(format_summary(summary))
+    elif summary:
         print(json.dumps(summary, indent=2, default=str))
     print(f"wit {command}: finished in {time.time() - started:.1f}s", file=sys.stderr)
     return 0

@@ -109,7 +109,16 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
     if typ is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(key, f"expected true or false, got {value!r}")
     if typ in (int, float):
@@ -118,7 +127,9 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
         try:
             number = typ(value)
         except (TypeError, ValueError):
-            raise ConfigError(key, f"expected {'an integer' if typ is int else 'a number'}, got {value!r}") from None
+            raise ConfigError(
+                key, f"expected {'an integer' if typ is int else 'a number'}, got {value!r}"
+            ) from None
         if typ is int and isinstance(value, float) and value != number:
             raise ConfigError(key, f"expected an integer, got {value!r}")
         return number
@@ -147,14 +158,17 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
     for key, value in values.items():
         if key not in types:
             known = ", ".join(sorted(types))
-            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of '{name}': {known}", flag="--config")
+            raise ConfigError(
+                f"{name}.{key}", f"unknown key; known keys of '{name}': {known}", flag="--config"
+            )
         kwargs[key] = coerce(f"{name}.{key}", value, types[key])
     cfg = cls(**kwargs)
     for f in dataclasses.fields(cls):
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, f.name) not in choices:
             raise ConfigError(
-                f"{name}.{f.name}", f"must be one of {', '.join(map(str, choices))}; got {getattr(cfg, f.name)!r}"
+                f"{name}.{f.name}",
+                f"must be one of {', '.join(map(str, choices))}; got {getattr(cfg, f.name)!r}",
             )
     if hasattr(cfg, "validate"):
         cfg.validate()
@@ -172,13 +186,17 @@ def load_file(path: str | Path) -> dict[str, dict[str, Any]]:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "parse error"
-        raise ConfigError("config", f"{path} is not valid YAML{where}: {problem}", flag="--config") from None
+        raise ConfigError(
+            "config", f"{path} is not valid YAML{where}: {problem}", flag="--config"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping of sections", flag="--config")
     for section, values in data.items():
         if section not in SECTIONS:
             raise ConfigError(
-                str(section), f"unknown section in {path}; known: {', '.join(SECTIONS)}", flag="--config"
+                str(section),
+                f"unknown section in {path}; known: {', '.join(SECTIONS)}",
+                flag="--config",
             )
         if not isinstance(values, dict):
             raise ConfigError(str(section), f"section must be a mapping in {path}", flag="--config")
@@ -186,7 +204,9 @@ def load_file(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def resolve(
-    sections: list[str], file_values: dict[str, dict] | None = None, flag_values: dict[str, dict] | None = None
+    sections: list[str],
+    file_values: dict[str, dict] | None = None,
+    flag_values: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """Defaults < file < flags, for each named section; returns {section: dataclass}."""
     file_values = file_values or {}

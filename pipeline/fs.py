@@ -132,4 +132,3 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 def write_text_atomic(path: str, text: str) -> None:
     """Write UTF-8 text to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
-

@@ -16,7 +16,13 @@ def uses_demo_world(queries, select) -> bool:
 def run(run, demo_world, queries, select, download, report) -> dict:
     """Run demo world -> queries -> select -> download -> report; returns the summary."""
     started = time.time()
-    configs = {"demo_world": demo_world, "queries": queries, "select": select, "download": download, "report": report}
+    configs = {
+        "demo_world": demo_world,
+        "queries": queries,
+        "select": select,
+        "download": download,
+        "report": report,
+    }
     results = []
     for name in stages.SHARDS_ORDER:
         if name == "demo-world" and not uses_demo_world(queries, select):
@@ -26,7 +32,10 @@ def run(run, demo_world, queries, select, download, report) -> dict:
     layout = Layout(run.out)
     summary = {
         "out": run.out,
-        "stages": {r.name: ("skipped (up to date)" if r.skipped else f"ran in {r.seconds:.1f}s") for r in results},
+        "stages": {
+            r.name: ("skipped (up to date)" if r.skipped else f"ran in {r.seconds:.1f}s")
+            for r in results
+        },
         "report": f"{layout.reports}/index.html",
         "seconds": round(time.time() - started, 1),
     }
@@ -35,3 +44,17 @@ def run(run, demo_world, queries, select, download, report) -> dict:
             if key in r.summary:
                 summary[key] = r.summary[key]
     return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The few lines ``make shards`` ends with."""
+    lines = ["", "== wit shards: summary =="]
+    for name, what in summary.get("stages", {}).items():
+        lines.append(f"  {name:<11} {what}")
+    for key in ("queries", "candidates", "matched", "selected", "downloaded", "shards"):
+        if key in summary:
+            lines.append(f"  {key:<11} {summary[key]}")
+    lines.append(f"  output      {summary['out']}")
+    lines.append(f"  report      {summary['report']}")
+    lines.append(f"  total       {summary['seconds']}s")
+    return "\n".join(lines)

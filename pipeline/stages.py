@@ -42,17 +42,27 @@ class Stage:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in [
-        Stage("demo-world", "demo_world", "pipeline.demo_world.stage:run", lambda l: l.world),
-        Stage("queries", "queries", "queries.stage:run", lambda l: l.queries, ("demo-world",)),
+        Stage("demo-world", "demo_world", "pipeline.demo_world.stage:run", lambda lay: lay.world),
+        Stage("queries", "queries", "queries.stage:run", lambda lay: lay.queries, ("demo-world",)),
         Stage(
-            "select", "select", "pipeline.select.stage:run", lambda l: l.selection, ("demo-world", "queries")
+            "select",
+            "select",
+            "pipeline.select.stage:run",
+            lambda lay: lay.selection,
+            ("demo-world", "queries"),
         ),
-        Stage("download", "download", "pipeline.download.stage:run", lambda l: l.shards, ("select",)),
+        Stage(
+            "download",
+            "download",
+            "pipeline.download.stage:run",
+            lambda lay: lay.shards,
+            ("select",),
+        ),
         Stage(
             "report",
             "report",
             "pipeline.report.stage:run",
-            lambda l: l.reports,
+            lambda lay: lay.reports,
             ("queries", "select", "download"),
             always_run=True,
         ),
@@ -129,7 +139,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def execute(name: str, run: RunConfig, cfg: Any, echo: Callable[[str], None] = print) -> StageResult:
+def execute(
+    name: str, run: RunConfig, cfg: Any, echo: Callable[[str], None] = print
+) -> StageResult:
     """Run one stage unless its marker says its outputs are complete and current."""
     stage = STAGES[name]
     layout = Layout(run.out)
@@ -157,6 +169,8 @@ def execute(name: str, run: RunConfig, cfg: Any, echo: Callable[[str], None] = p
         "summary": summary,
     }
     fs.makedirs(stage.out_dir(layout))
-    fs.write_text_atomic(marker_path(layout, stage), json.dumps(record, indent=2, default=str) + "\n")
+    fs.write_text_atomic(
+        marker_path(layout, stage), json.dumps(record, indent=2, default=str) + "\n"
+    )
     echo(f"[{name}] done in {seconds:.1f}s")
     return StageResult(name, False, seconds, summary)

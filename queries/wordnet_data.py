@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
+import subprocess
 import sys
 from pathlib import Path
 
 DEBIAN_DIR = Path("/usr/share/wordnet")
-REQUIRED = ("data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj", "index.adv")
+REQUIRED = (
+    "data.noun",
+    "data.verb",
+    "data.adj",
+    "data.adv",
+    "index.noun",
+    "index.verb",
+    "index.adj",
+    "index.adv",
+)
 OPTIONAL = ("index.sense", "noun.exc", "verb.exc", "adj.exc", "adv.exc", "cntlist.rev")
 
 LEXNAMES = """adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute
@@ -43,7 +52,9 @@ class WordNetMissing(RuntimeError):
 def lexnames_text() -> str:
     """The ``lexnames`` file: number, name and syntactic category, tab separated."""
     assert len(LEXNAMES) == 45
-    return "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES))
+    return "".join(
+        f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES)
+    )
 
 
 def default_target() -> Path:
@@ -62,22 +73,20 @@ def install_from_debian(target_root: Path, source: Path = DEBIAN_DIR) -> Path:
         if (source / name).is_file():
             shutil.copyfile(source / name, dest / name)  # real copies: nltk skips symlinks
     (dest / "lexnames").write_text(lexnames_text())
-    (dest / "LICENSE").write_text("WordNet 3.0 (c) Princeton University; copied from Debian's wordnet-base.\n")
+    (dest / "LICENSE").write_text(
+        "WordNet 3.0 (c) Princeton University; copied from Debian's wordnet-base.\n"
+    )
     return dest
 
 
-def try_nltk_download(timeout: float = 10.0) -> bool:
-    """``nltk.download('wordnet')``; False (quietly) when there is no network."""
-    import nltk
-
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
+def try_nltk_download(timeout: float = 20.0) -> bool:
+    """``nltk.download('wordnet')`` in a child process; False (quietly) when there is no network."""
+    code = "import sys, nltk; sys.exit(0 if nltk.download('wordnet', quiet=True, raise_on_error=True) else 1)"
     try:
-        return bool(nltk.download("wordnet", quiet=True, raise_on_error=True))
-    except Exception:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
         return False
-    finally:
-        socket.setdefaulttimeout(old)
+    return done.returncode == 0
 
 
 def wordnet_available() -> bool:
@@ -97,7 +106,9 @@ def wordnet_available() -> bool:
 def load_wordnet():
     """nltk's WordNet corpus reader, arranging Debian's files on the fly if needed."""
     if not wordnet_available() and DEBIAN_DIR.is_dir():
-        install_from_debian(default_target() if os.access(sys.prefix, os.W_OK) else Path.home() / "nltk_data")
+        install_from_debian(
+            default_target() if os.access(sys.prefix, os.W_OK) else Path.home() / "nltk_data"
+        )
     if not wordnet_available():
         raise WordNetMissing(REMEDY)
     from nltk.corpus import wordnet
@@ -116,7 +127,9 @@ def main() -> int:
         return 0
     if DEBIAN_DIR.is_dir():
         dest = install_from_debian(default_target())
-        print(f"wordnet: no network for nltk.download; copied Debian's wordnet-base files to {dest}")
+        print(
+            f"wordnet: no network for nltk.download; copied Debian's wordnet-base files to {dest}"
+        )
         return 0
     print(f"wordnet: {REMEDY}", file=sys.stderr)
     return 1

@@ -14,7 +14,11 @@ from pipeline import config as C
 
 def run_wit(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
     )
 
 
@@ -44,7 +48,9 @@ def test_help_works(command):
 def test_precedence_defaults_file_flags(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("run:\n  workers: 3\nselect:\n  cap: 7\n  mode: exact\n")
-    command, configs, _ = cli.parse(["select", "--config", str(cfg_file), "--cap", "9", "--out", str(tmp_path)])
+    command, configs, _ = cli.parse(
+        ["select", "--config", str(cfg_file), "--cap", "9", "--out", str(tmp_path)]
+    )
     assert command == "select"
     assert configs["select"].cap == 9  # flag beats file
     assert configs["select"].mode == "exact"  # file beats default
@@ -54,7 +60,17 @@ def test_precedence_defaults_file_flags(tmp_path):
 
 def test_list_flags_and_beam_passthrough(tmp_path):
     _, configs, _ = cli.parse(
-        ["select", "--wat", "a.wat.gz", "b.wat.gz", "--out", str(tmp_path), "--", "--project=p", "--region=r"]
+        [
+            "select",
+            "--wat",
+            "a.wat.gz",
+            "b.wat.gz",
+            "--out",
+            str(tmp_path),
+            "--",
+            "--project=p",
+            "--region=r",
+        ]
     )
     assert configs["select"].wat == ["a.wat.gz", "b.wat.gz"]
     assert configs["run"].beam_args == ["--project=p", "--region=r"]

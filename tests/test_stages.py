@@ -36,8 +36,10 @@ def fake_down(run, fake):
 def fake_stages(monkeypatch):
     CALLS.clear()
     table = {
-        "up": stages.Stage("up", "fake", f"{__name__}:fake_up", lambda l: f"{l.out}/up"),
-        "down": stages.Stage("down", "fake", f"{__name__}:fake_down", lambda l: f"{l.out}/down", ("up",)),
+        "up": stages.Stage("up", "fake", f"{__name__}:fake_up", lambda lay: f"{lay.out}/up"),
+        "down": stages.Stage(
+            "down", "fake", f"{__name__}:fake_down", lambda lay: f"{lay.out}/down", ("up",)
+        ),
     }
     monkeypatch.setattr(stages, "STAGES", table)
     return table

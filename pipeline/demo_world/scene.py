@@ -36,7 +36,16 @@ COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 PLURALS = {"cross": "crosses"}
 FORMATS = ("jpg", "jpg", "jpg", "png", "webp")  # mostly JPEG, as on the web
 # Web-like sizes: mostly small and medium, a few large ones.
-SIZES = ((400, 300), (500, 375), (640, 480), (480, 640), (512, 512), (800, 600), (320, 240), (1024, 768))
+SIZES = (
+    (400, 300),
+    (500, 375),
+    (640, 480),
+    (480, 640),
+    (512, 512),
+    (800, 600),
+    (320, 240),
+    (1024, 768),
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,9 @@ def describe(scene: Scene, rng: random.Random) -> str:
         f"{n} {thing} {where}",
         f"{n} {thing} on a {scene.background} background",
         f"photo of {n} {thing} {where} on {scene.background}",
-        f"{article} {scene.colour} {scene.shape}" if scene.count == 1 else f"a group of {n} {thing}",
+        f"{article} {scene.colour} {scene.shape}"
+        if scene.count == 1
+        else f"a group of {n} {thing}",
         f"{thing} {where}, {scene.background} background",
     ]
     return rng.choice(templates)
@@ -166,7 +177,12 @@ def render(scene: Scene, image_id: int | str = 0, seed: int = 0) -> Image.Image:
     ax, ay = _anchor(scene.position, w, h)
     side = min(w, h)
     radius = side * (0.16 if scene.count == 1 else 0.10) * r.uniform(0.85, 1.15)
-    offsets = {1: [(0, 0)], 2: [(-1, 0), (1, 0)], 3: [(-1, 0.6), (1, 0.6), (0, -0.9)], 4: [(-1, -1), (1, -1), (-1, 1), (1, 1)]}
+    offsets = {
+        1: [(0, 0)],
+        2: [(-1, 0), (1, 0)],
+        3: [(-1, 0.6), (1, 0.6), (0, -0.9)],
+        4: [(-1, -1), (1, -1), (-1, 1), (1, 1)],
+    }
     for ox, oy in offsets[scene.count]:
         cx = ax + ox * radius * 1.15 + r.uniform(-3, 3)
         cy = ay + oy * radius * 1.15 + r.uniform(-3, 3)

@@ -33,7 +33,9 @@ FAULT_MODES = (
     "ua_noai",  # the image with X-Robots-Tag scoped to the project's user agent: "wit-builder: noai"
 )
 
-_PATH = re.compile(r"^/(?:img|f/(?P<mode>[a-z0-9_]+))/(?P<id>[A-Za-z0-9_-]+)\.(?P<ext>jpg|png|webp)$")
+_PATH = re.compile(
+    r"^/(?:img|f/(?P<mode>[a-z0-9_]+))/(?P<id>[A-Za-z0-9_-]+)\.(?P<ext>jpg|png|webp)$"
+)
 
 
 def base_url(port: int) -> str:
