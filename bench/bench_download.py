@@ -1,0 +1,247 @@
+"""Downloader benchmark: ``wit download`` vs img2dataset on the same URLs, plus the codec floor.
+
+    python -m bench.bench_download            # 5,000 images (about 3% bad)
+    python -m bench.bench_download --quick    # 1,000 images
+
+The demo image server runs in its own process, with every image rendered before the clock
+starts, so the figures measure the downloaders only. Each tool runs as a child process with the
+same number of processes (``--processes``) and the same output (256 px shorter side, JPEG at the
+same quality, webdataset shards); its CPU time is the RUSAGE_CHILDREN delta over its run (every
+descendant is waited for, so worker processes count). The codec floor decodes, resizes and
+encodes the same image bytes in a tight loop in this process, with our image code, no network.
+Printed: successful images per CPU-second for both tools, wall times, CPU per image vs the floor,
+and the ratios. Absolute numbers depend on the machine's load; the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BAD_MODES = ("404", "500", "html", "truncated", "redirect_loop", "noai", "wrong_type")
+QUALITY = 90
+SIZE = 256
+
+
+def _server_main(port_file: str, n: int, seed: int) -> None:
+    """Child process: serve the demo world with images 0..n-1 pre-rendered, until killed."""
+    from pipeline.demo_world import server
+
+    opts = {"prerender": tuple(range(n)), "cache_bytes": 4 << 30}
+    with server.serve(seed, 0, **opts) as srv:
+        with open(port_file + ".tmp", "w") as f:
+            f.write(str(srv.port))
+        os.replace(port_file + ".tmp", port_file)
+        while True:
+            time.sleep(3600)
+
+
+def start_server(n: int, seed: int, workdir: str) -> tuple[subprocess.Popen, int]:
+    port_file = os.path.join(workdir, "port")
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.bench_download",
+        "--serve",
+        port_file,
+        "--n",
+        str(n),
+        "--seed",
+        str(seed),
+    ]
+    proc = subprocess.Popen(cmd)
+    while not os.path.exists(port_file):
+        if proc.poll() is not None:
+            raise RuntimeError("demo server failed to start")
+        time.sleep(0.2)
+    return proc, int(open(port_file).read())
+
+
+def url_rows(port: int, n: int, seed: int, bad_every: int = 33) -> list[dict]:
+    """n URLs of realistic demo images; about one in ``bad_every`` goes through a fault mode."""
+    from pipeline.demo_world import scene
+    from pipeline.demo_world.urls import image_url
+    from tests.download_helpers import selection_row
+
+    rows = []
+    for i in range(n):
+        s = scene.scene_for(i, seed)
+        fault = (
+            BAD_MODES[(i // bad_every) % len(BAD_MODES)] if i % bad_every == bad_every - 1 else None
+        )
+        caption = scene.describe(s, __import__("random").Random(i))
+        rows.append(
+            selection_row(image_url(port, i, s.fmt, fault), caption, {i % 50: f"q{i % 50}"})
+        )
+    return rows
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> dict:
+    """Run a command; its wall time and the CPU time of it and all its descendants."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed:\n{proc.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+def run_ours(rows: list[dict], port: int, out: str, processes: int) -> dict:
+    from tests.download_helpers import write_selection
+
+    write_selection(out, rows, per_part=len(rows))
+    cmd = [
+        sys.executable, "-m", "pipeline.cli", "download", "--out", out, "--workers", str(processes),
+        "--no-progress", "--allow-hosts", f"127.0.0.1:{port}", "--quality", str(QUALITY),
+        "--image-size", str(SIZE), "--resize-mode", "keep_ratio", "--output-format", "jpg",
+        "--samples-per-shard", "500", "--timeout", "10",
+    ]  # fmt: skip
+    res = run_child(cmd)
+    from pipeline.download.report import read_shard_rows
+
+    rows_out = read_shard_rows(os.path.join(out, "shards")).column("status").to_pylist()
+    res["successes"] = rows_out.count("success")
+    res["attempted"] = len(rows_out)
+    return res
+
+
+IMG2DATASET_CALL = """
+import sys
+from img2dataset import download
+download(url_list=sys.argv[1], output_folder=sys.argv[2], processes_count=int(sys.argv[3]),
+         input_format="parquet", url_col="url", caption_col="caption", image_size={size},
+         resize_mode="keep_ratio", output_format="webdataset", encode_format="jpg",
+         encode_quality={quality}, number_sample_per_shard=500, timeout=10, enable_wandb=False)
+"""
+
+
+def run_img2dataset(rows: list[dict], out: str, processes: int) -> dict:
+    src = os.path.join(out + "_input", "urls.parquet")
+    os.makedirs(os.path.dirname(src), exist_ok=True)
+    pq.write_table(
+        pa.Table.from_pylist([{"url": r["url"], "caption": r["caption"]} for r in rows]), src
+    )
+    code = IMG2DATASET_CALL.format(size=SIZE, quality=QUALITY)
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+    res = run_child([sys.executable, "-c", code, src, out, str(processes)], env=env)
+    successes = 0
+    for name in os.listdir(out):
+        if name.endswith("_stats.json"):
+            successes += json.load(open(os.path.join(out, name)))["successes"]
+    res["successes"] = successes
+    return res
+
+
+def codec_floor(rows: list[dict], port: int, limit: int) -> dict:
+    """CPU seconds per image of decode + resize + encode (our image code) over the same bytes."""
+    import urllib.request
+
+    from pipeline.download import images
+
+    bodies = []
+    for r in rows[:limit]:
+        if "/f/" in r["url"]:
+            continue
+        with urllib.request.urlopen(r["url"], timeout=10) as resp:
+            bodies.append(resp.read())
+    opts = images.ImageOptions(
+        image_size=SIZE, resize_mode="keep_ratio", output_format="jpg", quality=QUALITY
+    )
+    result = {}
+    for label, draft in (("draft", True), ("no_draft", False)):
+        o = images.ImageOptions(**{**opts.__dict__, "use_draft": draft})
+        t0 = time.process_time()
+        for body in bodies:
+            images.process_image(body, o)
+        result[f"{label}_cpu_per_image_ms"] = 1000 * (time.process_time() - t0) / len(bodies)
+    result["images"] = len(bodies)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print figures and ratios."""
+    p = argparse.ArgumentParser(
+        prog="python -m bench.bench_download", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--quick", action="store_true", help="1,000 images instead of 5,000")
+    p.add_argument("--n", type=int, default=None, help="number of URLs")
+    p.add_argument("--processes", type=int, default=2, help="downloading processes for both tools")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-img2dataset", action="store_true")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--serve", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    n = args.n or (1000 if args.quick else 5000)
+    if args.serve:
+        _server_main(args.serve, n, args.seed)
+        return 0
+    work = tempfile.mkdtemp(prefix="bench_download_")
+    print(f"rendering {n} demo images in the server process...", flush=True)
+    server, port = start_server(n, args.seed, work)
+    try:
+        rows = url_rows(port, n, args.seed)
+        floor = codec_floor(rows, port, min(n, 500))
+        ours = run_ours(rows, port, os.path.join(work, "ours"), args.processes)
+        theirs = (
+            None
+            if args.skip_img2dataset
+            else run_img2dataset(rows, os.path.join(work, "img2dataset"), args.processes)
+        )
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    report(n, args.processes, floor, ours, theirs, args.json)
+    return 0
+
+
+def report(n, processes, floor, ours, theirs, json_path) -> None:
+    """Print the three figures and their ratios."""
+
+    def per_cpu(r):
+        return r["successes"] / r["cpu_s"]
+
+    ours_ms = 1000 * ours["cpu_s"] / ours["successes"]
+    lines = [
+        f"URLs: {n} ({processes} processes each; {ours['successes']} successes for wit)",
+        f"codec floor (decode+resize+encode, draft): {floor['draft_cpu_per_image_ms']:.2f} ms CPU/image"
+        f" (without JPEG draft: {floor['no_draft_cpu_per_image_ms']:.2f} ms; draft saves"
+        f" {100 * (1 - floor['draft_cpu_per_image_ms'] / floor['no_draft_cpu_per_image_ms']):.0f}%)",
+        f"wit download : {per_cpu(ours):7.1f} successful images/CPU-s  ({ours_ms:.2f} ms CPU/image,"
+        f" {ours['cpu_s']:.1f} CPU-s, wall {ours['wall_s']:.1f} s)",
+        f"  CPU per image vs codec floor: {ours_ms / floor['draft_cpu_per_image_ms']:.2f}x (target <= 1.3x)",
+    ]
+    figures = {"n": n, "processes": processes, "floor": floor, "ours": ours, "img2dataset": theirs}
+    if theirs:
+        their_ms = 1000 * theirs["cpu_s"] / max(1, theirs["successes"])
+        lines += [
+            f"img2dataset  : {per_cpu(theirs):7.1f} successful images/CPU-s  ({their_ms:.2f} ms CPU/image,"
+            f" {theirs['cpu_s']:.1f} CPU-s, wall {theirs['wall_s']:.1f} s, {theirs['successes']} successes)",
+            f"  images per CPU-second, wit / img2dataset: {per_cpu(ours) / per_cpu(theirs):.2f}x (target >= 1.5x)",
+            f"  wall time, img2dataset / wit: {theirs['wall_s'] / ours['wall_s']:.2f}x",
+        ]
+        figures["ratio_per_cpu"] = per_cpu(ours) / per_cpu(theirs)
+    figures["ratio_vs_floor"] = ours_ms / floor["draft_cpu_per_image_ms"]
+    print("\n".join(lines))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

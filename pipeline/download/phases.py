@@ -1,0 +1,146 @@
+"""The two phases of the download stage as plain functions (the Beam transforms only wire them).
+
+1. :func:`fetch_shard`: a shard's selection rows -> ``_staging/{NNNNN}.parquet`` (all outcomes,
+   images included). A staging file that exists and covers the same uids is reused, so a re-run
+   fetches only the shards that never finished; with ``retry_failed`` it re-fetches only the rows
+   that failed for a retryable reason and rewrites the staging file.
+2. :func:`finalize_shard`: staging file + the uids the trim kept -> final tar, Parquet and stats,
+   skipped when the final files already hold the same content.
+
+Shard membership comes from the position of each row in the selection (part files in name order,
+rows in file order), never from download order, so every run cuts the same shards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pyarrow.parquet as pq
+
+from pipeline import fs
+from pipeline.download import shard_writer as sw
+from pipeline.download.fetch import RETRYABLE_REASONS
+from pipeline.download.worker import SELECTION_COLUMNS, ShardDownloader, ShardTask, rows_for_task
+
+STAGING = "_staging"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What phase 1 learned about a shard: its successes (for the trim) and outcome counts."""
+
+    shard: int
+    rows: int
+    successes: tuple = ()  # ((uid, (query ids it was selected for)), ...)
+    fetched: int = 0  # rows fetched in this run (0 when the staging file was reused)
+    counts: dict = field(default_factory=dict)
+
+
+def staging_path(shards_dir: str, shard: int) -> str:
+    return fs.join(shards_dir, STAGING, f"{sw.shard_name(shard)}.parquet")
+
+
+def progress_path(shards_dir: str, shard: int) -> str:
+    return fs.join(shards_dir, STAGING, f"{sw.shard_name(shard)}.progress.json")
+
+
+def plan_tasks(parts: list[str], samples_per_shard: int) -> list[ShardTask]:
+    """Cut the selection (parts in name order) into shards of ``samples_per_shard`` rows."""
+    spans, total = [], 0
+    for path in sorted(parts):
+        with fs.open_read(path) as f:
+            n = pq.ParquetFile(f).metadata.num_rows
+        spans.append((path, total, total + n))
+        total += n
+    tasks = []
+    for shard, lo in enumerate(range(0, total, samples_per_shard)):
+        hi = min(lo + samples_per_shard, total)
+        slices = tuple(
+            (path, max(lo, a) - a, min(hi, b) - a) for path, a, b in spans if a < hi and b > lo
+        )
+        tasks.append(ShardTask(shard, slices, samples_per_shard))
+    return tasks
+
+
+def read_slice(path: str, start: int, stop: int) -> list[dict]:
+    """Rows ``start:stop`` of a selection part, as dicts of the selection columns."""
+    with fs.open_read(path) as f:
+        pf = pq.ParquetFile(f)
+        names = [c for c in SELECTION_COLUMNS if c in pf.schema_arrow.names]
+        table = pf.read(columns=names)
+    return table.slice(start, stop - start).to_pylist()
+
+
+def _info(shard: int, rows: list[dict], fetched: int) -> ShardInfo:
+    counts: dict = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    successes = tuple(
+        (r["uid"], tuple(r["selected_for"] or ())) for r in rows if r["status"] == "success"
+    )
+    return ShardInfo(shard, len(rows), successes, fetched, counts)
+
+
+def _write_progress(shards_dir: str, shard: int, done: int, ok: int) -> None:
+    if not fs.is_remote(shards_dir):  # a local progress bar only; Beam counters cover the rest
+        fs.write_text_atomic(progress_path(shards_dir, shard), json.dumps({"done": done, "ok": ok}))
+
+
+def fetch_shard(
+    task: ShardTask, downloader: ShardDownloader, shards_dir: str, retry_failed: bool = False
+) -> tuple[ShardInfo, list[dict]]:
+    """Phase 1 for one shard; returns its info and the rows fetched in this call."""
+    from pipeline.download.worker import Progress
+
+    wanted = rows_for_task(task, read_slice)
+    path = staging_path(shards_dir, task.shard)
+    existing = _read_matching_staging(path, wanted)
+    if existing is not None and not retry_failed:
+        _write_progress(shards_dir, task.shard, len(existing), _ok(existing))
+        return _info(task.shard, existing, 0), []
+    todo = wanted if existing is None else [r for r in existing if _retryable(r)]
+    done = [] if existing is None else [r for r in existing if not _retryable(r)]
+    base = len(done)
+    progress = Progress(lambda n, ok: _write_progress(shards_dir, task.shard, base + n, _ok(done) + ok))
+    fresh = downloader.download([_reset(r) for r in todo], progress) if todo else []
+    progress.flush()
+    rows = done + fresh
+    sw.write_staging(path, rows)
+    return _info(task.shard, rows, len(fresh)), fresh
+
+
+def _ok(rows: list[dict]) -> int:
+    return sum(r["status"] == "success" for r in rows)
+
+
+def _retryable(row: dict) -> bool:
+    return row["status"] == "failed_to_download" and row["error_message"] in RETRYABLE_REASONS
+
+
+def _reset(row: dict) -> dict:
+    keep = {c: row[c] for c in (*SELECTION_COLUMNS, "key", "host")}
+    blank = dict.fromkeys(sw.STAGING_SCHEMA.names)
+    return {**blank, **keep, "bytes": 0, "seconds": 0.0, "retries": 0, "redirects": 0}
+
+
+def _read_matching_staging(path: str, wanted: list[dict]) -> list[dict] | None:
+    """The staging rows if the file exists and covers exactly the wanted (key, uid) pairs."""
+    if not fs.exists(path):
+        return None
+    try:
+        rows = sw.read_staging(path).to_pylist()
+    except Exception:  # an unreadable leftover is redone, not trusted
+        return None
+    if [(r["key"], r["uid"]) for r in rows] != [(r["key"], r["uid"]) for r in wanted]:
+        return None
+    return rows
+
+
+def finalize_shard(shards_dir: str, shard: int, kept: set[str] | None, ext: str) -> dict:
+    """Phase 2 for one shard: trim and write the final files unless they are already current."""
+    rows = sw.apply_trim(sw.read_staging(staging_path(shards_dir, shard)).to_pylist(), kept)
+    digest = sw.content_digest(rows, ext)
+    if sw.final_is_current(shards_dir, shard, digest):
+        return {**sw.shard_stats(rows), "written": False}
+    return {**sw.write_final(shards_dir, shard, rows, ext), "written": True}

@@ -1,0 +1,189 @@
+"""Shard files: the staging Parquet of phase 1, and the final tar + Parquet + stats of phase 2.
+
+Phase 1 (download) writes ``shards/_staging/{NNNNN}.parquet``: every attempted row of the shard
+with its outcome and, for successes, the encoded image. Phase 2 (finalize) reads it, applies the
+per-query trim and writes the img2dataset layout: ``{NNNNN}.tar`` (members in key order,
+fixed mtime/owner so the bytes depend only on the content), ``{NNNNN}.parquet`` (one row per
+attempted sample, without the image) and ``{NNNNN}_stats.json``, written last: its presence with
+the right digest marks the shard complete. Every file goes to a temporary name first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import tarfile
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import fs
+
+SHARD_DIGITS = 5  # img2dataset's oom_shard_count
+TAR_MTIME = 0  # a fixed mtime keeps tars byte-identical across runs
+
+# img2dataset's columns first (same names and types), then ours.
+FINAL_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("url", pa.string()),
+        ("caption", pa.string()),
+        ("status", pa.string()),
+        ("error_message", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("original_width", pa.int32()),
+        ("original_height", pa.int32()),
+        ("exif", pa.string()),
+        ("sha256", pa.string()),
+        ("uid", pa.string()),
+        ("page_url", pa.string()),
+        ("source_file", pa.string()),
+        ("matched_query_ids", pa.list_(pa.int64())),
+        ("matched_queries", pa.list_(pa.string())),
+        ("selected_for", pa.list_(pa.int64())),
+        ("host", pa.string()),
+        ("http_status", pa.int32()),
+        ("bytes", pa.int64()),
+        ("seconds", pa.float64()),
+        ("retries", pa.int32()),
+        ("redirects", pa.int32()),
+        ("final_url", pa.string()),
+    ]
+)
+STAGING_SCHEMA = FINAL_SCHEMA.append(pa.field("image", pa.binary()))
+# Columns that vary between two runs of the same input (timings); excluded from digests.
+VOLATILE_COLUMNS = ("seconds", "retries")
+
+
+def shard_name(shard: int) -> str:
+    return f"{shard:0{SHARD_DIGITS}d}"
+
+
+def key_digits(samples_per_shard: int) -> int:
+    """Digits of the row part of a key: img2dataset's ``ceil(log10(number_sample_per_shard))``."""
+    return max(1, math.ceil(math.log10(samples_per_shard)))
+
+
+def make_key(shard: int, row: int, samples_per_shard: int) -> str:
+    """img2dataset's key: ``shard * 10**k + row``, zero-padded to ``k + 5`` digits."""
+    k = key_digits(samples_per_shard)
+    return f"{shard * 10**k + row:0{k + SHARD_DIGITS}d}"
+
+
+def write_table_atomic(path: str, table: pa.Table) -> None:
+    """Write a Parquet file to a temporary name and rename it into place."""
+    with fs.open_write_atomic(path) as f:
+        pq.write_table(table, f, compression="zstd")
+
+
+def write_staging(path: str, rows: list[dict]) -> None:
+    """Phase 1 output: all rows of one shard in key order, images included."""
+    rows = sorted(rows, key=lambda r: r["key"])
+    write_table_atomic(path, pa.Table.from_pylist(rows, schema=STAGING_SCHEMA))
+
+
+def read_staging(path: str) -> pa.Table:
+    with fs.open_read(path) as f:
+        return pq.read_table(f, schema=STAGING_SCHEMA)
+
+
+def apply_trim(rows: list[dict], kept: set[str] | None) -> list[dict]:
+    """Mark successes whose uid is not in ``kept`` as ``trimmed`` (image dropped); None keeps all."""
+    if kept is None:
+        return rows
+    out = []
+    for r in rows:
+        if r["status"] == "success" and r["uid"] not in kept:
+            r = {**r, "status": "trimmed", "error_message": "over_cap_after_download", "image": None}
+        out.append(r)
+    return out
+
+
+def sample_json(row: dict) -> bytes:
+    """The ``{key}.json`` member: the Parquet row as img2dataset writes its meta, less timings.
+
+    Timings and retry counts stay in the Parquet only, so a tar depends on content alone.
+    """
+    meta = {k: row[k] for k in FINAL_SCHEMA.names if k not in VOLATILE_COLUMNS}
+    return json.dumps(meta, indent=4, ensure_ascii=False).encode("utf-8")
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = TAR_MTIME
+    info.mode = 0o444
+    info.uname = info.gname = "bigdata"  # what webdataset's TarWriter writes
+    tar.addfile(info, io.BytesIO(data))
+
+
+def tar_bytes_stream(f, rows: list[dict], ext: str) -> None:
+    """Write the successes of ``rows`` (already in key order) as a webdataset tar to ``f``."""
+    with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for r in rows:
+            if r["status"] != "success":
+                continue
+            _add_member(tar, f"{r['key']}.{ext}", r["image"])
+            _add_member(tar, f"{r['key']}.txt", (r["caption"] or "").encode("utf-8"))
+            _add_member(tar, f"{r['key']}.json", sample_json(r))
+
+
+def shard_stats(rows: list[dict]) -> dict:
+    """img2dataset-like ``_stats.json`` figures for one shard."""
+    statuses = Counter(r["status"] for r in rows)
+    reasons = Counter(r["error_message"] or "success" for r in rows if r["status"] != "trimmed")
+    return {
+        "count": len(rows),
+        "successes": statuses.get("success", 0),
+        "failed_to_download": statuses.get("failed_to_download", 0),
+        "failed_to_resize": statuses.get("failed_to_resize", 0),
+        "trimmed": statuses.get("trimmed", 0),
+        "status_dict": dict(sorted(reasons.items())),
+        "bytes": sum(r["bytes"] or 0 for r in rows),
+    }
+
+
+def content_digest(rows: list[dict], ext: str) -> str:
+    """A digest of what a final shard must contain (statuses, hashes, format), for resume checks."""
+    h = hashlib.sha256(ext.encode())
+    for r in rows:
+        h.update(f"{r['key']}|{r['uid']}|{r['status']}|{r['sha256']}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def final_paths(shards_dir: str, shard: int) -> dict[str, str]:
+    name = shard_name(shard)
+    return {
+        "tar": fs.join(shards_dir, f"{name}.tar"),
+        "parquet": fs.join(shards_dir, f"{name}.parquet"),
+        "stats": fs.join(shards_dir, f"{name}_stats.json"),
+    }
+
+
+def final_is_current(shards_dir: str, shard: int, digest: str) -> bool:
+    """Whether the final files of a shard exist and were written from the same content."""
+    paths = final_paths(shards_dir, shard)
+    if not all(fs.exists(p) for p in paths.values()):
+        return False
+    try:
+        return json.loads(fs.read_text(paths["stats"])).get("digest") == digest
+    except ValueError:
+        return False
+
+
+def write_final(shards_dir: str, shard: int, rows: list[dict], ext: str, extra: dict | None = None) -> dict:
+    """Write ``{NNNNN}.tar``, ``.parquet`` and ``_stats.json`` (last); returns the stats."""
+    rows = sorted(rows, key=lambda r: r["key"])
+    paths = final_paths(shards_dir, shard)
+    fs.delete(paths["stats"])  # until the new stats land, the shard reads as incomplete
+    with fs.open_write_atomic(paths["tar"]) as f:
+        tar_bytes_stream(f, rows, ext)
+    table = pa.Table.from_pylist([{k: r[k] for k in FINAL_SCHEMA.names} for r in rows], schema=FINAL_SCHEMA)
+    write_table_atomic(paths["parquet"], table)
+    stats = {**shard_stats(rows), "digest": content_digest(rows, ext), **(extra or {})}
+    fs.write_text_atomic(paths["stats"], json.dumps(stats, indent=4, sort_keys=True) + "\n")
+    return stats

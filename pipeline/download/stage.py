@@ -1,0 +1,212 @@
+"""``wit download``: selection -> webdataset shards + per-shard Parquet/stats + reports/download.json.
+
+Design (two phases, one Beam pipeline):
+
+1. *Fetch*: the selection is cut into shards by row position (``samples_per_shard`` rows each,
+   part files in name order), one Beam element per shard. Each worker keeps one event loop and one
+   aiohttp session (``DoFn.setup``) and runs a whole shard through it; outcomes and re-encoded
+   images go to ``shards/_staging/{NNNNN}.parquet`` (atomic). A re-run reuses complete staging files
+   and redoes missing ones, so a killed run resumes where it stopped.
+2. *Trim and write*: when the selection over-sampled (``select.oversample > 1``), each query keeps
+   its ``select.cap`` successes with the smallest stable hash (``Top.SmallestPerKey``); a pair
+   survives if any of its ``selected_for`` queries keeps it. Then each shard's final ``.tar``
+   (successes only, key order), ``.parquet`` (every row, trimmed ones with status ``trimmed``) and
+   ``_stats.json`` are written from staging, to temporary names renamed when complete. The trim must
+   be known before any tar is written, hence the staging area; it is kept so that
+   ``--retry-failed`` can re-decide the trim with the newly fetched images.
+
+Demo-only allowance: when ``<out>/world/manifest.json`` exists and the selection's URLs point at
+``127.0.0.1:<its port>``, the stage serves the demo world on that port for its duration (unless
+something already listens there) and allows exactly that ``host:port`` past the private-address
+check. Real runs get no such exemption unless ``--allow-hosts`` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from typing import Iterator
+
+import pyarrow.parquet as pq
+
+from pipeline import fs
+from pipeline.config import ConfigError, RunConfig
+from pipeline.download import images, phases, report
+from pipeline.download.config import DownloadConfig
+from pipeline.download.fetch import FetchOptions
+from pipeline.layout import Layout
+
+
+def selection_parts(layout: Layout) -> list[str]:
+    """The selection files, or a ConfigError telling the user to run ``wit select`` first."""
+    parts = fs.glob(fs.join(layout.selection, "part-*.parquet"))
+    if not parts:
+        raise ConfigError("run.out", f"no selection in {layout.selection}/part-*.parquet; run `wit select` first")
+    return parts
+
+
+def image_options(cfg: DownloadConfig) -> images.ImageOptions:
+    return images.ImageOptions(
+        image_size=cfg.image_size,
+        resize_mode=cfg.resize_mode,
+        output_format=cfg.output_format,
+        quality=cfg.quality,
+        min_image_size=cfg.min_image_size,
+        max_aspect_ratio=cfg.max_aspect_ratio,
+        max_pixels=cfg.max_pixels,
+        threads=cfg.image_threads,
+    )
+
+
+def trim_cap(out: str) -> int | None:
+    """The cap to trim back to: only when the selection over-sampled (``select.oversample > 1``)."""
+    layout = Layout(out)
+    if not fs.exists(layout.config_json):
+        return None
+    try:
+        select = json.loads(fs.read_text(layout.config_json)).get("select", {})
+    except ValueError:
+        return None
+    if float(select.get("oversample") or 1) <= 1:
+        return None
+    from pipeline.download.trim import read_cap
+
+    return read_cap(out)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _demo_port(layout: Layout, parts: list[str]) -> int | None:
+    """The demo server's port if this selection's URLs point at the demo world's server."""
+    if fs.is_remote(layout.out) or not fs.exists(layout.world_manifest):
+        return None
+    port = json.loads(fs.read_text(layout.world_manifest)).get("port")
+    if not port:
+        return None
+    with fs.open_read(parts[0]) as f:
+        urls = pq.read_table(f, columns=["url"]).column("url").to_pylist()[:200]
+    prefix = f"http://127.0.0.1:{port}/"
+    return int(port) if any((u or "").startswith(prefix) for u in urls) else None
+
+
+@contextlib.contextmanager
+def demo_allowance(layout: Layout, parts: list[str]) -> Iterator[tuple[str, ...]]:
+    """Serve the demo world while the stage runs (if needed); yields the extra allowed hosts."""
+    port = _demo_port(layout, parts)
+    if port is None:
+        yield ()
+        return
+    if _listening(port):
+        yield (f"127.0.0.1:{port}",)
+        return
+    from pipeline.demo_world.server import serve_world
+
+    with serve_world(layout.world):
+        yield (f"127.0.0.1:{port}",)
+
+
+def _cleanup(shards_dir: str, n_shards: int) -> None:
+    """Drop temporary files of killed runs, progress files, and shards beyond the current plan."""
+    if fs.is_remote(shards_dir):
+        return
+    for pattern in ("*.tmp-*", f"{phases.STAGING}/*.tmp-*", f"{phases.STAGING}/*.progress.json"):
+        for path in fs.glob(fs.join(shards_dir, pattern)):
+            fs.delete(path)
+    for pattern in ("[0-9]*.tar", "[0-9]*.parquet", "[0-9]*_stats.json", f"{phases.STAGING}/[0-9]*.parquet"):
+        for path in fs.glob(fs.join(shards_dir, pattern)):
+            name = path.rsplit("/", 1)[-1]
+            if name[:5].isdigit() and int(name[:5]) >= n_shards:
+                fs.delete(path)
+
+
+class _ProgressMonitor:
+    """A tqdm bar fed by the per-shard progress files the workers write (local runs only)."""
+
+    def __init__(self, shards_dir: str, total: int, enabled: bool):
+        self.shards_dir = shards_dir
+        self.total = total
+        self.enabled = enabled and not fs.is_remote(shards_dir)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()
+
+    def _poll(self) -> tuple[int, int]:
+        done = ok = 0
+        for path in fs.glob(fs.join(self.shards_dir, phases.STAGING, "*.progress.json")):
+            with contextlib.suppress(ValueError, OSError):
+                p = json.loads(fs.read_text(path))
+                done, ok = done + p["done"], ok + p["ok"]
+        return done, ok
+
+    def _run(self) -> None:
+        from tqdm import tqdm
+
+        with tqdm(total=self.total, unit="img", desc="download", dynamic_ncols=True) as bar:
+            while not self._stop.wait(0.5):
+                done, ok = self._poll()
+                bar.n = done
+                bar.set_postfix(ok=ok, refresh=False)
+                bar.refresh()
+            done, ok = self._poll()
+            bar.n = done
+            bar.set_postfix(ok=ok)
+
+
+def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict:
+    """Download the selection of ``run.out`` into ``run.out/shards``; returns the summary."""
+    import apache_beam as beam
+
+    from pipeline.beam_runner import make_pipeline
+    from pipeline.download.transforms import DownloadShards
+
+    layout = Layout(run.out)
+    parts = selection_parts(layout)
+    tasks = phases.plan_tasks(parts, download.samples_per_shard)
+    shards_dir = layout.shards
+    fs.makedirs(fs.join(shards_dir, phases.STAGING))
+    _cleanup(shards_dir, len(tasks))
+    cap = trim_cap(run.out)
+    total = sum(t.size for t in tasks)
+    with demo_allowance(layout, parts) as extra_allow:
+        fetch_opts = FetchOptions.from_config(download, extra_allow)
+        with _ProgressMonitor(shards_dir, total, run.progress and run.is_local):
+            p = make_pipeline(run, "wit-download")
+            _ = (
+                p
+                | "ShardTasks" >> beam.Create(tasks)
+                | "Download"
+                >> DownloadShards(
+                    shards_dir,
+                    fetch_opts,
+                    image_options(download),
+                    download.output_format,
+                    cap,
+                    download.retry_failed,
+                    resolver_factory,
+                )
+            )
+            p.run().wait_until_finish()
+    _cleanup(shards_dir, len(tasks))
+    extra = {"shards": len(tasks), "trim_cap": cap, "demo_allow_hosts": list(extra_allow)}
+    rep = report.write_report(shards_dir, fs.join(layout.reports, "download.json"), extra)
+    return {
+        "selected": rep["samples"],
+        "downloaded": rep["successes"],
+        "shards": len(tasks),
+        "by_status": rep["by_status"],
+    }

@@ -1,0 +1,126 @@
+"""The download stage as one composite Beam transform: fetch shards, trim per query, write shards."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline.download import phases, trim
+from pipeline.download.worker import ShardDownloader
+
+NS = "download"
+
+
+class FetchShardFn(beam.DoFn):
+    """Phase 1: one element = one shard, fetched concurrently through the worker's event loop."""
+
+    def __init__(self, shards_dir, fetch_opts, image_opts, retry_failed=False, resolver_factory=None):
+        self.shards_dir = shards_dir
+        self.fetch_opts = fetch_opts
+        self.image_opts = image_opts
+        self.retry_failed = retry_failed
+        self.resolver_factory = resolver_factory
+        self.downloader = None
+        self.samples = Metrics.counter(NS, "samples")
+        self.successes = Metrics.counter(NS, "successes")
+        self.failed_download = Metrics.counter(NS, "failed_to_download")
+        self.failed_resize = Metrics.counter(NS, "failed_to_resize")
+        self.bytes = Metrics.counter(NS, "bytes")
+        self.shards_fetched = Metrics.counter(NS, "shards_fetched")
+        self.shards_reused = Metrics.counter(NS, "shards_reused")
+        self.latency = Metrics.distribution(NS, "latency_ms")
+
+    def setup(self):
+        # One session (connection pool, DNS cache) per worker, reused by every shard it handles.
+        self.downloader = ShardDownloader(self.fetch_opts, self.image_opts, self.resolver_factory)
+        self.downloader.setup()
+
+    def teardown(self):
+        if self.downloader is not None:
+            self.downloader.close()
+
+    def process(self, task):
+        info, fresh = phases.fetch_shard(task, self.downloader, self.shards_dir, self.retry_failed)
+        (self.shards_fetched if fresh else self.shards_reused).inc()
+        for row in fresh:
+            self.samples.inc()
+            self.bytes.inc(row["bytes"] or 0)
+            self.latency.update(int(1000 * (row["seconds"] or 0)))
+            {"success": self.successes, "failed_to_download": self.failed_download}.get(
+                row["status"], self.failed_resize
+            ).inc()
+        yield info
+
+
+class FinalizeShardFn(beam.DoFn):
+    """Phase 2: write a shard's final tar/Parquet/stats from its staging file and the trim."""
+
+    def __init__(self, shards_dir, ext, trimming):
+        self.shards_dir = shards_dir
+        self.ext = ext
+        self.trimming = trimming
+        self.trimmed = Metrics.counter(NS, "trimmed")
+        self.written = Metrics.counter(NS, "shards_written")
+
+    def process(self, element):
+        shard, grouped = element
+        kept = set(grouped["kept"]) if self.trimming else None
+        stats = phases.finalize_shard(self.shards_dir, shard, kept, self.ext)
+        self.trimmed.inc(stats["trimmed"])
+        self.written.inc(int(stats["written"]))
+        yield shard, stats
+
+
+def _kept_entries(ranked):
+    _query, entries = ranked
+    for _rank, uid, shard in entries:
+        yield shard, uid
+
+
+def _unselected(info):
+    for uid, selected_for in info.successes:
+        if not selected_for:  # selected for no query: nothing to trim against
+            yield info.shard, uid
+
+
+class DownloadShards(beam.PTransform):
+    """Shard tasks -> (shard, stats): fetch (phase 1), per-query trim to ``cap``, final shard files."""
+
+    def __init__(self, shards_dir, fetch_opts, image_opts, ext, cap=None, retry_failed=False, resolver_factory=None):
+        super().__init__()
+        self.shards_dir = shards_dir
+        self.fetch_opts = fetch_opts
+        self.image_opts = image_opts
+        self.ext = ext
+        self.cap = cap
+        self.retry_failed = retry_failed
+        self.resolver_factory = resolver_factory
+
+    def expand(self, tasks):
+        infos = (
+            tasks
+            | "Spread" >> beam.Reshuffle()
+            | "Fetch"
+            >> beam.ParDo(
+                FetchShardFn(
+                    self.shards_dir, self.fetch_opts, self.image_opts, self.retry_failed, self.resolver_factory
+                )
+            )
+        )
+        by_shard = infos | "ByShard" >> beam.Map(lambda i: (i.shard, i.shard))
+        if self.cap:
+            ranked = infos | "RankPairs" >> beam.FlatMap(lambda i: trim.rank_entries(i.shard, i.successes))
+            kept = (
+                ranked
+                | "SmallestPerQuery" >> beam.combiners.Top.SmallestPerKey(self.cap)
+                | "KeptByShard" >> beam.FlatMap(_kept_entries)
+            )
+            unselected = infos | "Unselected" >> beam.FlatMap(_unselected)
+            kept = (kept, unselected) | "AllKept" >> beam.Flatten()
+        else:
+            kept = infos | "NoTrim" >> beam.FlatMap(lambda i: ((i.shard, u) for u, _ in i.successes))
+        return (
+            {"info": by_shard, "kept": kept}
+            | "JoinKept" >> beam.CoGroupByKey()
+            | "WriteShards" >> beam.ParDo(FinalizeShardFn(self.shards_dir, self.ext, bool(self.cap)))
+        )

@@ -1,0 +1,252 @@
+"""Candidate readers: Common Crawl WAT files and URL/caption tables, streamed record by record.
+
+Each reader yields :class:`RawPair` and counts what it saw in a ``collections.Counter``:
+``units`` (links or rows considered), ``pairs`` (yielded), ``drop:<reason>`` for a link or row
+that gives no pair, ``error:<reason>`` for a record or file that could not be read. The
+invariant ``units == pairs + sum(drop:*)`` holds for every file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from typing import IO, Iterator
+from urllib.parse import urljoin
+
+from pipeline import fs
+
+WAT_SUFFIXES = (".wat.gz", ".wat")
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")
+IMG_PATH = "IMG@/src"
+BATCH_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class RawPair:
+    """An (image URL, text) pair as read, before normalisation."""
+
+    url: str
+    caption: str
+    page_url: str
+    source_file: str
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """How to read inputs: alt/title policy for WAT files, column names for tables."""
+
+    use_title: bool = False
+    url_columns: tuple[str, ...] = ("url", "URL")
+    caption_columns: tuple[str, ...] = ("caption", "TEXT", "text", "alt")
+
+
+def kind_of(path: str) -> str:
+    """``wat`` or ``table`` from the file name."""
+    name = path.lower().removesuffix(".gz")
+    if name.endswith(".wat") or ".wat." in path.lower():
+        return "wat"
+    return "table"
+
+
+def iter_pairs(path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+    """Every pair of one input file; unreadable parts are counted in ``tally``, never raised."""
+    try:
+        with fs.open_read(path) as raw:
+            reader = _iter_wat if kind_of(path) == "wat" else _iter_table
+            yield from reader(raw, path, spec, tally)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        tally[f"error:file_truncated ({type(e).__name__})"] += 1
+    except (OSError, ValueError, csv.Error) as e:  # pyarrow's ArrowInvalid is a ValueError
+        tally[f"error:file_unreadable ({type(e).__name__})"] += 1
+
+
+# --- WAT -----------------------------------------------------------------------------------
+
+
+def _iter_wat(raw: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    try:
+        records = ArchiveIterator(raw, record_types=WarcRecordType.metadata, parse_http=False)
+        for record in records:
+            tally["records"] += 1
+            body = record.reader.read()
+            if len(body) < record.content_length:
+                tally["error:wat_truncated_record"] += 1
+                continue
+            page = _decode_wat(body, tally)
+            if page is not None:
+                yield from _wat_links(page, record.headers.get("WARC-Target-URI", ""), path, spec, tally)
+    except Exception as e:  # a corrupt stream ends this file only; what was read stays
+        tally[f"error:wat_stream ({type(e).__name__})"] += 1
+
+
+def _decode_wat(body: bytes, tally: Counter) -> dict | None:
+    """The JSON envelope of a WAT record, or None (counted) if it is not one."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Keep the rest of the page: only strings with U+FFFD are dropped later (invalid_utf8).
+        tally["error:wat_invalid_utf8"] += 1
+        text = body.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        tally["error:wat_bad_json"] += 1
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("Envelope"), dict):
+        tally["error:wat_no_envelope"] += 1
+        return None
+    return data["Envelope"]
+
+
+def _dig(data, *keys):
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _wat_links(env: dict, target: str, path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+    meta = _dig(env, "Payload-Metadata", "HTTP-Response-Metadata", "HTML-Metadata")
+    if meta is None:
+        tally["records_without_html"] += 1
+        return
+    page_url = _dig(env, "WARC-Header-Metadata", "WARC-Target-URI") or target
+    links = meta.get("Links") if isinstance(meta, dict) else None
+    if not isinstance(page_url, str) or not isinstance(links, list):
+        tally["error:wat_bad_structure"] += 1
+        return
+    base = _dig(meta, "Head", "Base")
+    try:
+        base_url = urljoin(page_url, base) if isinstance(base, str) and base else page_url
+    except ValueError:
+        base_url = page_url
+    for link in links:
+        if not isinstance(link, dict) or link.get("path") != IMG_PATH:
+            continue
+        tally["units"] += 1
+        pair = _link_pair(link, base_url, page_url, path, spec, tally)
+        if pair is not None:
+            tally["pairs"] += 1
+            yield pair
+
+
+def _link_pair(link: dict, base_url: str, page_url: str, path: str, spec: ReaderSpec, tally: Counter):
+    url = link.get("url")
+    if not isinstance(url, str) or not url.strip():
+        tally["drop:link_missing_url"] += 1
+        return None
+    caption = link.get("alt")
+    if spec.use_title and (not isinstance(caption, str) or not caption.strip()):
+        caption = link.get("title")
+    if not isinstance(caption, str) or not caption.strip():
+        tally["drop:link_missing_alt"] += 1
+        return None
+    try:
+        absolute = urljoin(base_url, url.strip())
+    except ValueError:
+        tally["drop:url_unresolvable"] += 1
+        return None
+    return RawPair(absolute, caption, page_url, path)
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+def _iter_table(raw: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+    name = path.lower()
+    stream: IO[bytes] = raw
+    if name.endswith(".gz"):
+        name = name[:-3]
+        stream = gzip.GzipFile(fileobj=raw)
+    if name.endswith(".parquet"):
+        yield from _iter_parquet(stream, path, spec, tally)
+    elif name.endswith((".jsonl", ".json", ".ndjson")):
+        yield from _iter_jsonl(stream, path, spec, tally)
+    else:
+        yield from _iter_csv(stream, path, spec, tally, "\t" if name.endswith(".tsv") else ",")
+
+
+def _pick(names, wanted: tuple[str, ...]) -> str | None:
+    return next((w for w in wanted if w in names), None)
+
+
+def _row_pair(url, caption, path: str, tally: Counter) -> RawPair | None:
+    tally["units"] += 1
+    if not isinstance(url, str) or not url.strip():
+        tally["drop:row_missing_url"] += 1
+        return None
+    if not isinstance(caption, str) or not caption.strip():
+        tally["drop:row_missing_caption"] += 1
+        return None
+    tally["pairs"] += 1
+    return RawPair(url.strip(), caption, "", path)
+
+
+def _iter_parquet(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(stream)
+    names = pf.schema_arrow.names
+    url_col, cap_col = _pick(names, spec.url_columns), _pick(names, spec.caption_columns)
+    if url_col is None or cap_col is None:
+        tally["error:table_missing_columns"] += 1
+        return
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[url_col, cap_col]):
+        for url, caption in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+            pair = _row_pair(url, caption, path, tally)
+            if pair is not None:
+                yield pair
+
+
+def _iter_jsonl(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+    for line in io.TextIOWrapper(stream, encoding="utf-8", errors="replace"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            row = None
+        if not isinstance(row, dict):
+            tally["units"] += 1
+            tally["drop:row_bad_json"] += 1
+            continue
+        url_col, cap_col = _pick(row, spec.url_columns), _pick(row, spec.caption_columns)
+        pair = _row_pair(row.get(url_col) if url_col else None, row.get(cap_col) if cap_col else None, path, tally)
+        if pair is not None:
+            yield pair
+
+
+def _iter_csv(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter, delimiter: str) -> Iterator[RawPair]:
+    csv.field_size_limit(1 << 26)  # 1 MB alt texts exist; the caption filter drops them, not csv
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+    rows = csv.reader(text, delimiter=delimiter)
+    first = next(rows, None)
+    if first is None:
+        return
+    url_col, cap_col = _pick(first, spec.url_columns), _pick(first, spec.caption_columns)
+    if url_col is not None and cap_col is not None:
+        ui, ci = first.index(url_col), first.index(cap_col)
+    else:  # no header (CC12M's url<TAB>caption): the first row is data
+        ui, ci = 0, 1
+        rows = _chain_first(first, rows)
+    for row in rows:
+        if len(row) <= max(ui, ci):
+            tally["units"] += 1
+            tally["drop:row_too_few_fields"] += 1
+            continue
+        pair = _row_pair(row[ui], row[ci], path, tally)
+        if pair is not None:
+            yield pair
+
+
+def _chain_first(first, rest):
+    yield first
+    yield from rest

@@ -1,0 +1,151 @@
+"""``wit select``: candidates -> filters -> query matching -> per-query balancing -> selection files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+from pipeline import fs
+from pipeline.beam_runner import make_pipeline
+from pipeline.config import ConfigError, RunConfig
+from pipeline.layout import Layout
+from pipeline.select import balance, extract, reports
+from pipeline.select.candidates import TABLE_SUFFIXES, ReaderSpec
+from pipeline.select.config import SelectConfig
+from pipeline.select.matching import get_matcher
+from pipeline.select.normalize import FilterSpec
+
+
+def _expand(patterns: list[str], key: str) -> list[str]:
+    paths = []
+    for pattern in patterns:
+        found = fs.glob(pattern)
+        if not found:
+            raise ConfigError(key, f"no file matches {pattern!r}")
+        paths.extend(found)
+    return paths
+
+
+def _is_table(path: str) -> bool:
+    return path.lower().removesuffix(".gz").endswith(TABLE_SUFFIXES)
+
+
+def resolve_inputs(run: RunConfig, select: SelectConfig) -> list[str]:
+    """Input files in a fixed order: the configured ones, else the demo world's WAT files and tables."""
+    if select.wat or select.tables:
+        paths = _expand(select.wat, "select.wat") + _expand(select.tables, "select.tables")
+    else:
+        world = Layout(run.out).world
+        paths = fs.glob(fs.join(world, "wat", "*.warc.wat.gz"))
+        paths += [p for p in fs.glob(fs.join(world, "tables", "*")) if _is_table(p)]
+        if not paths:
+            raise ConfigError(
+                "select.wat",
+                f"no --wat or --tables given and no demo world under {world} (run `wit demo-world` first)",
+            )
+    return list(dict.fromkeys(paths))
+
+
+def queries_path(run: RunConfig, select: SelectConfig) -> str:
+    """The query list to match against; a ConfigError if it does not exist."""
+    path = select.queries_file or Layout(run.out).queries_parquet
+    if not fs.exists(path):
+        key = "select.queries_file"
+        raise ConfigError(key, f"query list {path} not found: run the queries stage (`wit queries`) first")
+    return path
+
+
+def settings_for(run: RunConfig, select: SelectConfig, queries: str) -> extract.Settings:
+    """The picklable settings every worker gets."""
+    return extract.Settings(
+        queries_path=queries,
+        case=select.match_case,
+        work_dir=fs.join(Layout(run.out).selection, "_work"),
+        buckets=select.spill_buckets,
+        reader=ReaderSpec(select.use_title, tuple(select.url_columns), tuple(select.caption_columns)),
+        filters=FilterSpec(
+            select.min_caption_chars, select.max_caption_chars, tuple(select.skip_extensions), select.language_filter
+        ),
+        dedup_url=select.dedup_url,
+        mode=select.mode,
+        quota=balance.quota(select.cap, select.oversample),
+        seed=run.seed,
+    )
+
+
+def _remove_tree(path: str) -> None:
+    if fs.is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _clear_outputs(selection_dir: str, work_dir: str) -> None:
+    """Stale parts or spill files from an earlier run would mix into this one."""
+    for old in fs.glob(fs.join(selection_dir, "part-*.parquet")):
+        fs.delete(old)
+    _remove_tree(work_dir)
+
+
+def _load_facts(work_dir: str) -> dict:
+    facts = json.loads(fs.read_text(fs.join(work_dir, "facts.json")))
+    return {k: facts.get(k, []) for k in ("files", "dedup", "counts", "attributed", "kept", "parts")}
+
+
+def run(run: RunConfig, select: SelectConfig) -> dict:
+    """Run the select stage; writes selection/*.parquet, reports/select.json, reports/balance.json."""
+    layout = Layout(run.out)
+    inputs = resolve_inputs(run, select)
+    qpath = queries_path(run, select)
+    matcher = get_matcher(qpath, select.match_case)  # fails early on a broken query list
+    settings = settings_for(run, select, qpath)
+    _clear_outputs(layout.selection, settings.work_dir)
+    fs.makedirs(settings.work_dir)
+
+    import apache_beam as beam
+
+    from pipeline.select.transforms import SelectPairs
+
+    with make_pipeline(run, "wit-select") as p:
+        files = p | "Inputs" >> beam.Create(list(enumerate(inputs)))
+        _ = files | "Select" >> SelectPairs(settings, layout.selection, select.selection_shard_rows)
+
+    return _write_reports(layout, select, settings, matcher.names, len(inputs))
+
+
+def _write_reports(layout: Layout, select: SelectConfig, settings: extract.Settings, names: dict, n_inputs: int) -> dict:
+    work = settings.work_dir
+    facts = _load_facts(work)
+    parts = facts["parts"]
+    selected = sum(n for _, n in parts)
+    info = {
+        **{k: v for k, v in dataclasses.asdict(select).items() if k not in ("wat", "tables")},
+        "quota": settings.quota,
+        "seed": settings.seed,
+        "queries_file": settings.queries_path,
+        "lower_case_matching": get_matcher(settings.queries_path, settings.case).lower,
+    }
+    sel = reports.select_report(facts["files"], facts["dedup"], selected, info)
+    per_query = {k: {int(q): n for q, n in facts[k]} for k in ("counts", "attributed", "kept")}
+    bal = reports.balance_report(
+        names, per_query["counts"], per_query["attributed"], per_query["kept"], sel["steps"], info
+    )
+    fs.write_text_atomic(fs.join(layout.reports, "select.json"), json.dumps(sel, indent=1) + "\n")
+    fs.write_text_atomic(fs.join(layout.reports, "balance.json"), json.dumps(bal, indent=1) + "\n")
+    _remove_tree(work)
+    g = bal["global"]
+    return {
+        "inputs": n_inputs,
+        "queries": g["queries"],
+        "candidates": g["after_read"],
+        "matched": g["matched"],
+        "selected": selected,
+        "selection_files": len(parts),
+        "queries_zero_matches": g["queries_zero_matches"],
+        "gini_before": g["gini_before"],
+        "gini_after": g["gini_after"],
+    }

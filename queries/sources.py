@@ -1,0 +1,199 @@
+"""The four query sources as plain Python: page counting, PMI, title policy, WordNet entries.
+
+Beam wiring lives in :mod:`queries.transforms`; everything here tests (and benchmarks) without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from queries import tokenize, wikitext
+from queries.dump_reader import Page, Record, Skip
+
+SOURCES = ("wiki_unigram", "wiki_bigram", "wiki_title", "wordnet")
+_QUALIFIER = re.compile(r"\s+\([^()]*\)$")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A query proposed by one source, with that source's evidence."""
+
+    query: str
+    source: str
+    count: int | None = None
+    pmi: float | None = None
+    views: int | None = None
+    synsets: tuple[str, ...] = ()
+    rank_key: float = 0.0  # higher is better within the source
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__, synsets=list(self.synsets))
+        return json.dumps(d, ensure_ascii=False, sort_keys=True)
+
+    @staticmethod
+    def from_json(line: str) -> Candidate:
+        d = json.loads(line)
+        return Candidate(**dict(d, synsets=tuple(d.get("synsets", ()))))
+
+
+class TextCounter:
+    """Counts words, bigrams and page outcomes of dump records; drained in pieces to bound memory.
+
+    Pages: only namespace 0. Redirects (``<redirect>`` or ``#REDIRECT``) and disambiguation pages
+    are counted and their titles reported, but their text is not counted: a redirect has none, and
+    a disambiguation page is a list of links rather than prose.
+    """
+
+    def __init__(self, lower: bool = True, max_entries: int = 500_000):
+        self.lower = lower
+        self.max_entries = max_entries
+        self.unigrams: Counter = Counter()
+        self.bigrams: Counter = Counter()
+        self.stats: Counter = Counter()
+
+    def add(self, rec: Record) -> tuple[str, str] | None:
+        """Count one record; returns ``(title, kind)`` for namespace-0 pages."""
+        if isinstance(rec, Skip):
+            self.stats[f"page:skipped:{rec.reason}"] += 1
+            return None
+        if rec.ns != 0:
+            self.stats["page:other_namespace"] += 1
+            return None
+        if rec.redirect is not None or wikitext.is_redirect_text(rec.text):
+            self.stats["page:redirect"] += 1
+            return rec.title, "redirect"
+        if wikitext.is_disambiguation(rec.title, rec.text):
+            self.stats["page:disambiguation"] += 1
+            return rec.title, "disambiguation"
+        try:
+            plain = wikitext.to_plain_text(rec.text)
+        except Exception:  # mwparserfromhell gives up on some pathological markup
+            self.stats["page:skipped:wikitext_error"] += 1
+            return None
+        runs = tokenize.word_runs(plain, self.lower)
+        for run in runs:
+            self.unigrams.update(run)
+        self.bigrams.update(tokenize.bigrams(runs))
+        self.stats["page:article"] += 1
+        self.stats["text:wikitext_bytes"] += len(rec.text.encode("utf-8"))
+        return rec.title, "article"
+
+    @property
+    def full(self) -> bool:
+        """Whether the counts should be drained now."""
+        return len(self.unigrams) + len(self.bigrams) >= self.max_entries
+
+    def drain(self):
+        """Yield ``((kind, key), count)`` for everything counted so far and reset."""
+        for kind, counter in (("u", self.unigrams), ("b", self.bigrams), ("s", self.stats)):
+            for key, n in counter.items():
+                yield (kind, key), n
+            counter.clear()
+
+
+def pmi(c_xy: int, c_x: int, c_y: int, n: int) -> float:
+    """Pointwise mutual information ``ln(c(xy) * N / (c(x) * c(y)))``, N = total word tokens."""
+    return math.log(c_xy * n / (c_x * c_y))
+
+
+def title_query(title: str, strip_qualifier: bool, case: str) -> str:
+    """The query of an article title: ``Mercury (planet)`` -> ``mercury`` (qualifier stripped)."""
+    if strip_qualifier:
+        title = _QUALIFIER.sub("", title)
+    return tokenize.normalise_query(title, case)
+
+
+# --- WordNet -------------------------------------------------------------------------------------
+
+
+def _lemma_frequencies(wn) -> Counter:
+    """Tagged-sense frequency per lemma name from WordNet's ``index.sense`` (empty if absent)."""
+    counts: Counter = Counter()
+    try:
+        f = wn.open("index.sense")
+    except OSError:
+        return counts
+    with f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 4 and parts[3].isdigit():
+                counts[parts[0].split("%", 1)[0]] += int(parts[3])
+    return counts
+
+
+def _wordnet_cache_path(root: str, mode: str) -> Path:
+    stamp = [root]
+    for name in ("data.noun", "index.sense"):
+        p = Path(root) / name
+        if p.exists():
+            stamp.append(f"{name}:{p.stat().st_size}:{p.stat().st_mtime_ns}")
+    key = hashlib.sha256("|".join(stamp).encode()).hexdigest()[:12]
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wit-builder"
+    return base / f"wordnet-{mode}-{key}.json.gz"
+
+
+def wordnet_entries(mode: str = "all") -> list[tuple[str, list[str], int]]:
+    """``(name, synset names, tagged frequency)`` per WordNet name, all parts of speech.
+
+    ``all``: every lemma name of every synset; ``head``: each synset's head word (the lemma its
+    name is built from, as MetaCLIP takes it). ``_`` becomes a space. Cached on disk because
+    walking all 117,659 synsets with nltk takes 20 s or more.
+    """
+    import nltk
+
+    from queries.wordnet_data import load_wordnet, wordnet_available
+
+    if not wordnet_available():
+        load_wordnet()  # arranges Debian's files, or raises WordNetMissing naming both remedies
+    root = str(nltk.data.find("corpora/wordnet"))
+    cache = _wordnet_cache_path(root, mode)
+    if cache.exists():
+        try:
+            return [tuple(e) for e in json.loads(gzip.decompress(cache.read_bytes()))]
+        except (OSError, ValueError):
+            pass
+    wn = load_wordnet()
+    names: dict[str, list[str]] = {}
+    for synset in wn.all_synsets():
+        lemmas = [synset.name().split(".")[0]] if mode == "head" else synset.lemma_names()
+        for lemma in lemmas:
+            names.setdefault(lemma, []).append(synset.name())
+    freq = _lemma_frequencies(wn)
+    entries = sorted(
+        (name.replace("_", " "), sorted(set(syns)), freq.get(name.lower(), 0)) for name, syns in names.items()
+    )
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(gzip.compress(json.dumps(entries).encode()))
+        tmp.replace(cache)
+    except OSError:  # a read-only home only costs the next run the 20 s again
+        pass
+    return entries
+
+
+@functools.lru_cache(maxsize=4)
+def wordnet_candidates(mode: str, case: str) -> tuple[Candidate, ...]:
+    """WordNet candidates: names merged per normalised query (synsets united, frequencies summed).
+
+    Ranked by WordNet's tagged-sense frequency (SemCor counts from ``index.sense``), then by the
+    number of synsets (more senses, more common).
+    """
+    merged: dict[str, tuple[set, int]] = {}
+    for name, synsets, freq in wordnet_entries(mode):
+        q = tokenize.normalise_query(name, case)
+        syns, total = merged.get(q, (set(), 0))
+        merged[q] = (syns | set(synsets), total + freq)
+    return tuple(
+        Candidate(q, "wordnet", synsets=tuple(sorted(syns)), rank_key=freq + len(syns) / 1000.0)
+        for q, (syns, freq) in sorted(merged.items())
+    )

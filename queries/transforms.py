@@ -1,0 +1,250 @@
+"""Beam wiring of the query builder: one composite transform per step, logic in plain modules.
+
+``ReadWikiCounts`` (dump files -> word, bigram and page counts + namespace-0 titles),
+``UnigramSource``, ``BigramSource`` (PMI), ``PageviewCounts`` + ``TitleSource``. WordNet is not
+corpus-sized (148,730 names from a local lexicon) and is derived on the driver
+(:func:`queries.sources.wordnet_candidates`): through Beam's local runner, one element per name
+cost ~50 s for a 1 s job, and every remote worker would need the WordNet files.
+Counting pre-aggregates inside each bundle (a :class:`~queries.sources.TextCounter` drained when
+full and at the end of the bundle), so one element per distinct word per bundle crosses the
+shuffle instead of one per word occurrence.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from queries import dump_reader, pageviews, sources
+from queries.sources import Candidate
+
+NS = "queries"
+
+
+def _count_stat(key: str, n: int) -> None:
+    Metrics.counter(NS, key).inc(n)
+
+
+class ReadAndCountFn(beam.DoFn):
+    """Reads one split of a dump and counts its words, bigrams and page outcomes per bundle."""
+
+    def __init__(self, lower: bool, max_page_bytes: int, max_entries: int):
+        self.lower, self.max_page_bytes, self.max_entries = lower, max_page_bytes, max_entries
+
+    def start_bundle(self):
+        self.counter = sources.TextCounter(self.lower, self.max_entries)
+
+    def _drain(self):
+        for (kind, key), n in self.counter.drain():
+            if kind == "s":
+                _count_stat(key, n)
+            yield (kind, key), n
+
+    def process(self, split):
+        for rec in dump_reader.read_split(split, self.max_page_bytes):
+            title = self.counter.add(rec)
+            if title is not None:
+                yield beam.pvalue.TaggedOutput("titles", title)
+            if self.counter.full:
+                yield from self._drain()
+
+    def finish_bundle(self):
+        for kv in self._drain():
+            yield WindowedValue(kv, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+def _split_counts(kv):
+    (kind, key), n = kv
+    tag = {"u": "unigrams", "b": "bigrams", "s": "stats"}[kind]
+    return beam.pvalue.TaggedOutput(tag, (key, n))
+
+
+class ReadWikiCounts(beam.PTransform):
+    """Dump paths -> tagged PCollections ``unigrams``, ``bigrams``, ``stats`` (key, count) and
+    ``titles`` (title, kind) of namespace-0 pages."""
+
+    def __init__(self, split_bytes: int, max_page_bytes: int, lower: bool, max_entries: int = 500_000):
+        super().__init__()
+        self.split_bytes, self.max_page_bytes = split_bytes, max_page_bytes
+        self.lower, self.max_entries = lower, max_entries
+
+    def expand(self, paths):
+        counted = (
+            paths
+            | "PlanSplits" >> beam.FlatMap(dump_reader.plan_splits, self.split_bytes)
+            | "SpreadSplits" >> beam.Reshuffle()
+            | "ReadAndCount"
+            >> beam.ParDo(ReadAndCountFn(self.lower, self.max_page_bytes, self.max_entries)).with_outputs(
+                "titles", main="counts"
+            )
+        )
+        split = (
+            counted.counts
+            | "SumCounts" >> beam.CombinePerKey(sum)
+            | "ByKind" >> beam.Map(_split_counts).with_outputs("unigrams", "bigrams", "stats")
+        )
+        return {
+            "unigrams": split.unigrams,
+            "bigrams": split.bigrams,
+            "stats": split.stats,
+            "titles": counted.titles,
+        }
+
+
+class UnigramSource(beam.PTransform):
+    """(word, count) -> Candidates of words with count >= ``min_count``."""
+
+    def __init__(self, min_count: int):
+        super().__init__()
+        self.min_count = min_count
+
+    def expand(self, unigrams):
+        return (
+            unigrams
+            | "AtLeastMinCount" >> beam.Filter(lambda kv, m: kv[1] >= m, self.min_count)
+            | "ToCandidate"
+            >> beam.Map(lambda kv: Candidate(kv[0], "wiki_unigram", count=kv[1], rank_key=float(kv[1])))
+        )
+
+
+def _attach(kv):
+    """Join step: (word, {'bigrams': [(xy, c, ...)], 'word': [c_word]}) -> bigrams with c_word added."""
+    _, grouped = kv
+    counts = grouped["word"]
+    if not counts:
+        return
+    for rec in grouped["bigrams"]:
+        yield (*rec, counts[0])
+
+
+def _score(rec, n: int):
+    bigram, c_xy, c_x, c_y = rec
+    return Candidate(bigram, "wiki_bigram", count=c_xy, pmi=sources.pmi(c_xy, c_x, c_y, n), rank_key=0.0)
+
+
+class BigramSource(beam.PTransform):
+    """(bigram, count) + (word, count) -> Candidates scored by PMI, thresholded or top N.
+
+    PMI = ln(c(xy) * N / (c(x) c(y))) with N the total number of word tokens. Pairs seen fewer
+    than ``min_count`` times are not scored (rare pairs get extreme PMI from a single sighting).
+    """
+
+    def __init__(self, min_count: int, threshold: float, top_n: int):
+        super().__init__()
+        self.min_count, self.threshold, self.top_n = min_count, threshold, top_n
+
+    def expand(self, pcolls):
+        unigrams, bigrams = pcolls
+        total = unigrams | "TotalTokens" >> beam.Values() | "SumTokens" >> beam.CombineGlobally(sum)
+        # a word in a pair seen >= min_count times occurs >= min_count times itself
+        words = unigrams | "WordsAtLeastMin" >> beam.Filter(lambda kv, m: kv[1] >= m, self.min_count)
+        frequent = bigrams | "PairsAtLeastMin" >> beam.Filter(lambda kv, m: kv[1] >= m, self.min_count)
+        by_x = frequent | "KeyByFirst" >> beam.Map(lambda kv: (kv[0].split(" ")[0], (kv[0], kv[1])))
+        with_x = {"bigrams": by_x, "word": words} | "JoinFirst" >> beam.CoGroupByKey()
+        by_y = (
+            with_x
+            | "AttachFirst" >> beam.FlatMap(_attach)
+            | "KeyBySecond" >> beam.Map(lambda rec: (rec[0].split(" ")[1], rec))
+        )
+        with_y = {"bigrams": by_y, "word": words} | "JoinSecond" >> beam.CoGroupByKey()
+        scored = (
+            with_y
+            | "AttachSecond" >> beam.FlatMap(_attach)
+            | "Pmi" >> beam.Map(_score, beam.pvalue.AsSingleton(total))
+            | "RankByPmi" >> beam.Map(lambda c: Candidate(**dict(c.__dict__, rank_key=c.pmi)))
+        )
+        if self.top_n > 0:
+            return (
+                scored
+                | "TopN" >> beam.combiners.Top.Of(self.top_n, key=lambda c: (c.pmi, c.query))
+                | "Unlist" >> beam.FlatMap(lambda cs: cs)
+            )
+        return scored | "AtLeastThreshold" >> beam.Filter(lambda c, t: c.pmi >= t, self.threshold)
+
+
+class ReadHourFn(beam.DoFn):
+    """One hourly pageview file -> (title, views in that hour) and tagged line statistics."""
+
+    def __init__(self, projects, excluded_prefixes, hour_min: int):
+        self.projects, self.excluded_prefixes, self.hour_min = list(projects), list(excluded_prefixes), hour_min
+
+    def setup(self):
+        self.flt = pageviews.PageviewFilter(self.projects, self.excluded_prefixes)
+
+    def process(self, path):
+        views, stats = pageviews.read_hour_file(path, self.flt, self.hour_min)
+        for key, n in stats.items():
+            _count_stat(key, n)
+            yield beam.pvalue.TaggedOutput("stats", (key, n))
+        yield beam.pvalue.TaggedOutput("stats", ("pageview_file:read", 1))
+        yield from views.items()
+
+
+class PageviewCounts(beam.PTransform):
+    """Pageview file paths -> {'views': (title, total views), 'stats': (key, count)}."""
+
+    def __init__(self, projects, excluded_prefixes, hour_min: int):
+        super().__init__()
+        self.fn = ReadHourFn(projects, excluded_prefixes, hour_min)
+
+    def expand(self, paths):
+        read = (
+            paths
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadHours" >> beam.ParDo(self.fn).with_outputs("stats", main="views")
+        )
+        return {
+            "views": read.views | "SumViews" >> beam.CombinePerKey(sum),
+            "stats": read.stats | "SumStats" >> beam.CombinePerKey(sum),
+        }
+
+
+def _title_outcome(kv, min_views: int, in_dump: bool):
+    title, grouped = kv
+    views = sum(grouped["views"])
+    kinds = set(grouped["kind"])
+    if not grouped["views"]:
+        pass  # an article nobody viewed in these hours
+    elif views < min_views:
+        yield beam.pvalue.TaggedOutput("stats", ("title:below_min_views", 1))
+    elif "disambiguation" in kinds:
+        yield beam.pvalue.TaggedOutput("stats", ("title:disambiguation", 1))
+    elif in_dump and not kinds:
+        yield beam.pvalue.TaggedOutput("stats", ("title:not_in_dump", 1))
+    else:
+        yield beam.pvalue.TaggedOutput("stats", ("title:kept", 1))
+        yield title, views
+
+
+class TitleSource(beam.PTransform):
+    """(title, views) + (title, kind) from the dump -> Candidates of titles with views >= min_views.
+
+    Kept: namespace-0 articles and redirects (a redirect title is another name people use);
+    dropped and counted: disambiguation pages, titles not in the dump (when ``in_dump``), titles
+    under ``min_views``. Titles that normalise to one query (qualifier stripped) sum their views.
+    """
+
+    def __init__(self, min_views: int, in_dump: bool, strip_qualifier: bool, case: str):
+        super().__init__()
+        self.min_views, self.in_dump = min_views, in_dump
+        self.strip_qualifier, self.case = strip_qualifier, case
+
+    def expand(self, pcolls):
+        views, dump_titles = pcolls
+        outcome = (
+            {"views": views, "kind": dump_titles}
+            | "JoinDumpTitles" >> beam.CoGroupByKey()
+            | "Decide"
+            >> beam.FlatMap(_title_outcome, self.min_views, self.in_dump).with_outputs("stats", main="kept")
+        )
+        candidates = (
+            outcome.kept
+            | "ToQuery"
+            >> beam.Map(lambda kv, s, c: (sources.title_query(kv[0], s, c), kv[1]), self.strip_qualifier, self.case)
+            | "SumPerQuery" >> beam.CombinePerKey(sum)
+            | "ToCandidate" >> beam.Map(lambda kv: Candidate(kv[0], "wiki_title", views=kv[1], rank_key=float(kv[1])))
+        )
+        return {"candidates": candidates, "stats": outcome.stats | "SumStats" >> beam.CombinePerKey(sum)}

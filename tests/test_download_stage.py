@@ -1,0 +1,267 @@
+"""End-to-end runs of ``wit download`` against the demo image server: shards, accounting, trim,
+resume after kill -9, --retry-failed, the demo-world allowance, and readers of the shards."""
+
+from __future__ import annotations
+
+import collections
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import RunConfig
+from pipeline.demo_world import scene
+from pipeline.demo_world.server import serve
+from pipeline.demo_world.urls import image_url
+from pipeline.download import stage, trim
+from pipeline.download.config import DownloadConfig
+from tests.download_helpers import selection_row, write_selection
+
+pytestmark = pytest.mark.timeout(120)
+
+IMG2DATASET_COLUMNS = {
+    "key",
+    "url",
+    "caption",
+    "status",
+    "error_message",
+    "width",
+    "height",
+    "original_width",
+    "original_height",
+    "exif",
+    "sha256",
+}
+FAULTS = {4: "404", 9: "bomb", 13: "html", 17: "noai", 21: "redirect"}
+N = 100
+CAP = 8
+
+
+def _rows(port: int, n: int = N, faults=FAULTS) -> list[dict]:
+    rows = []
+    for i in range(n):
+        fmt = scene.scene_for(i, 0).fmt
+        url = image_url(port, i, fmt, faults.get(i))
+        rows.append(selection_row(url, f"picture {i}", {i % 4: f"query{i % 4}", 10 + i % 3: f"other{i % 3}"}))
+    return rows
+
+
+def _config(port: int | None, **kw) -> DownloadConfig:
+    values = dict(
+        samples_per_shard=25,
+        timeout=5.0,
+        connect_timeout=2.0,
+        read_timeout=3.0,
+        backoff=0.05,
+        allow_hosts=[f"127.0.0.1:{port}"] if port else [],
+    )
+    values.update(kw)
+    return DownloadConfig(**values)
+
+
+def _shard_rows(out: str) -> list[dict]:
+    rows = []
+    for path in sorted(glob.glob(os.path.join(out, "shards", "[0-9]*.parquet"))):
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def _tar_members(out: str) -> dict[str, bytes]:
+    members = {}
+    for path in sorted(glob.glob(os.path.join(out, "shards", "*.tar"))):
+        with tarfile.open(path) as tar:
+            for m in tar.getmembers():
+                members[f"{os.path.basename(path)}/{m.name}"] = tar.extractfile(m).read()
+    return members
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serve(0, slow_seconds=1.5, prerender=tuple(range(N))) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def oversampled(server, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("oversampled"))
+    rows = _rows(server.port)
+    write_selection(out, rows, per_part=50, cap=CAP, oversample=2.0)
+    summary = stage.run(RunConfig(out=out, workers=1, progress=False), _config(server.port))
+    return out, rows, summary
+
+
+def test_every_selected_row_appears_exactly_once(oversampled):
+    out, rows, summary = oversampled
+    shard_rows = _shard_rows(out)
+    assert collections.Counter(r["uid"] for r in shard_rows) == collections.Counter(r["uid"] for r in rows)
+    assert summary["selected"] == N and summary["shards"] == 4
+    keys = [r["key"] for r in shard_rows]
+    assert keys == sorted(keys) and len(set(keys)) == N
+    assert keys[0] == "0000000" and keys[25] == "0000100"  # img2dataset keys: shard * 100 + row
+
+
+def test_faults_become_statuses(oversampled):
+    out, rows, _ = oversampled
+    by_url = {r["url"]: r for r in _shard_rows(out)}
+    outcome = {mode: by_url[rows[i]["url"]] for i, mode in FAULTS.items()}
+    assert outcome["404"]["error_message"] == "http_404"
+    assert outcome["bomb"]["status"] == "failed_to_resize"
+    assert outcome["html"]["error_message"] == "not_an_image"
+    assert outcome["noai"]["error_message"] == "opted_out"
+    assert outcome["redirect"]["status"] in ("success", "trimmed") and outcome["redirect"]["redirects"] == 3
+
+
+def test_trim_back_to_cap(oversampled):
+    out, _, summary = oversampled
+    shard_rows = _shard_rows(out)
+    fetched = [r for r in shard_rows if r["status"] in ("success", "trimmed")]
+    top = {}  # query -> the CAP smallest-ranked fetched pairs of that query
+    for q in {q for r in fetched for q in r["selected_for"]}:
+        members = sorted((trim.rank(q, r["uid"]), r["uid"]) for r in fetched if q in r["selected_for"])
+        top[q] = {uid for _, uid in members[:CAP]}
+    for r in fetched:
+        in_some_top = any(r["uid"] in top[q] for q in r["selected_for"])
+        assert (r["status"] == "success") == in_some_top, r["uid"]
+    assert summary["by_status"]["trimmed"] > 0
+    members = _tar_members(out)
+    trimmed_keys = {r["key"] for r in shard_rows if r["status"] == "trimmed"}
+    assert not any(name.split("/")[1].split(".")[0] in trimmed_keys for name in members)
+
+
+def test_shards_read_with_webdataset_and_open_clip_style(oversampled):
+    import webdataset as wds
+    from PIL import Image
+
+    out, _, _ = oversampled
+    shard_rows = {r["key"]: r for r in _shard_rows(out)}
+    tars = sorted(glob.glob(os.path.join(out, "shards", "*.tar")))
+    # open_clip's pipeline: decode("pilrgb"), to_tuple("jpg;png;jpeg;webp", "txt")
+    ds = wds.WebDataset(tars, shardshuffle=False).decode("pilrgb").to_tuple("__key__", "jpg;png;jpeg;webp", "txt", "json")
+    seen = 0
+    for key, img, txt, meta in ds:
+        seen += 1
+        assert isinstance(img, Image.Image) and min(img.size) == 256
+        assert shard_rows[key]["status"] == "success" and txt == shard_rows[key]["caption"]
+        assert meta["uid"] == shard_rows[key]["uid"] and (meta["width"], meta["height"]) == img.size
+    assert seen == sum(r["status"] == "success" for r in shard_rows.values())
+
+
+def test_stats_and_report_equal_row_sums(oversampled):
+    out, _, _ = oversampled
+    shard_rows = _shard_rows(out)
+    statuses = collections.Counter(r["status"] for r in shard_rows)
+    stats = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "shards", "*_stats.json")))]
+    assert sum(s["count"] for s in stats) == len(shard_rows)
+    assert sum(s["successes"] for s in stats) == statuses["success"]
+    assert sum(s["failed_to_download"] for s in stats) == statuses["failed_to_download"]
+    report = json.load(open(os.path.join(out, "reports", "download.json")))
+    assert report["by_status"] == dict(statuses)
+    assert report["samples"] == len(shard_rows) and report["bytes"]["downloaded"] == sum(r["bytes"] for r in shard_rows)
+    assert report["by_reason"]["failed_to_download"]["http_404"] == 1
+    assert report["timings"]["latency_p50_s"] is not None
+    assert IMG2DATASET_COLUMNS <= set(pq.read_schema(glob.glob(os.path.join(out, "shards", "00000.parquet"))[0]).names)
+
+
+def test_rerun_skips_complete_shards(oversampled, server):
+    out, _, _ = oversampled
+    before_members = _tar_members(out)
+    before = server.stats()["requests"]
+    stage.run(RunConfig(out=out, workers=1, progress=False), _config(server.port))
+    assert server.stats()["requests"] == before  # nothing fetched again
+    assert _tar_members(out) == before_members
+
+
+def test_no_allow_flag_refuses_loopback(server, tmp_path):
+    out = str(tmp_path)
+    write_selection(out, _rows(server.port, n=6, faults={}))
+    before = server.stats()["requests"]
+    stage.run(RunConfig(out=out, workers=1, progress=False), _config(None))
+    rows = _shard_rows(out)
+    assert {r["error_message"] for r in rows} == {"refused_loopback_address"}
+    assert server.stats()["requests"] == before  # refused before connecting
+
+
+def test_demo_world_allowance_serves_and_allows_its_port(tmp_path):
+    out = str(tmp_path)
+    with serve(0) as probe:  # find a free port, then release it
+        port = probe.port
+    os.makedirs(os.path.join(out, "world"))
+    with open(os.path.join(out, "world", "manifest.json"), "w") as f:
+        json.dump({"seed": 0, "port": port}, f)
+    write_selection(out, _rows(port, n=6, faults={}))
+    summary = stage.run(RunConfig(out=out, workers=1, progress=False), _config(None))
+    assert summary["downloaded"] == 6
+    report = json.load(open(os.path.join(out, "reports", "download.json")))
+    assert report["demo_allow_hosts"] == [f"127.0.0.1:{port}"]
+
+
+def test_retry_failed_refetches_only_retryable_failures(server, tmp_path):
+    out = str(tmp_path)
+    faults = {0: "503once", 1: "404", 2: "429once"}
+    write_selection(out, _rows(server.port, n=10, faults=faults))
+    cfg = _config(server.port, retries=0)
+    stage.run(RunConfig(out=out, workers=1, progress=False), cfg)
+    first = {r["uid"]: r for r in _shard_rows(out)}
+    assert sorted(r["error_message"] for r in first.values() if r["status"] != "success") == ["http_404", "http_429", "http_503"]
+    before = server.stats()["requests"]
+    stage.run(RunConfig(out=out, workers=1, progress=False), _config(server.port, retries=0, retry_failed=True))
+    second = {r["uid"]: r for r in _shard_rows(out)}
+    assert server.stats()["requests"] - before == 2  # the 429 and the 503, not the 404 nor successes
+    assert [r["error_message"] for r in second.values() if r["status"] != "success"] == ["http_404"]
+    assert all(second[u]["sha256"] == first[u]["sha256"] for u in first if first[u]["status"] == "success")
+
+
+def _cli(out: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "download",
+        "--out",
+        out,
+        "--workers",
+        "1",
+        "--no-progress",
+        "--samples-per-shard",
+        "20",
+        "--concurrency",
+        "4",
+        "--allow-hosts",
+        f"127.0.0.1:{port}",
+    ]
+
+
+def _comparable(out: str):
+    rows = [{k: v for k, v in r.items() if k not in ("seconds", "retries")} for r in _shard_rows(out)]
+    return rows, _tar_members(out)
+
+
+def test_kill_9_then_rerun_equals_clean_run(server, tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    # Slow responses in two shards keep the run going long enough to be killed in the middle.
+    rows = _rows(server.port, n=N, faults={4: "404", 9: "bomb", 45: "slow_first_byte", 85: "slow_first_byte"})
+    clean, killed = str(tmp_path / "clean"), str(tmp_path / "killed")
+    for out in (clean, killed):
+        write_selection(out, rows, per_part=50)
+    cfg = _config(server.port, samples_per_shard=20, concurrency=4)
+    stage.run(RunConfig(out=clean, workers=1, progress=False), cfg)
+    proc = subprocess.Popen(_cli(killed, server.port), env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = os.path.join(killed, "shards", "_staging")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(glob.glob(os.path.join(staging, "0*.parquet"))) < 2:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-run: some shards staged, others in flight
+    proc.wait()
+    assert glob.glob(os.path.join(staging, "0*.parquet"))
+    assert not os.path.exists(os.path.join(killed, "reports", "download.json")), "killed after the end"
+    stage.run(RunConfig(out=killed, workers=1, progress=False), cfg)
+    assert _comparable(killed) == _comparable(clean)
+    assert not glob.glob(os.path.join(killed, "shards", "**", "*.tmp-*"), recursive=True)

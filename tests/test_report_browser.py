@@ -1,0 +1,84 @@
+"""The report in a real browser: headless Chromium runs the page's script and paints its styles."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.config import RunConfig
+from pipeline.report import stage as report_stage
+from pipeline.report.config import ReportConfig
+from tests.test_report import build_run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"
+    ),
+]
+# no network features, no first-run UI, a throwaway profile: the page must render fully offline
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+]  # fmt: skip
+
+
+def chromium(tmp: Path, *args: str) -> str:
+    """Run headless Chromium with a fresh profile; returns stdout."""
+    profile = tmp / f"profile-{len(list(tmp.iterdir()))}"
+    proc = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    build_run(out)
+    report_stage.run(RunConfig(out=str(out)), ReportConfig(sample_grid=12))
+    return out / "reports" / "index.html"
+
+
+def table_rows(dom: str) -> list[list[str]]:
+    body = re.search(r'<table id="qtable"[^>]*>.*?<tbody>(.*?)</tbody>', dom, flags=re.S).group(1)
+    return [re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def test_script_builds_the_query_table_sorted_by_matches(report, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", report.as_uri())
+    assert re.search(r'<table id="qtable"[^>]*data-ready="1"', dom)
+    rows = table_rows(dom)
+    assert len(rows) == 17
+    matches = [int(r[3]) for r in rows]
+    assert matches == sorted(matches, reverse=True) and rows[0][1] == "red"
+    assert "showing 17 of 17 matching queries" in dom
+
+
+def test_filter_from_the_url_hash_narrows_the_table(report, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", report.as_uri() + "#q=circle")
+    rows = table_rows(dom)
+    assert sorted(r[1] for r in rows) == ["blue circle", "circle", "green circle", "red circle"]
+    assert "showing 4 of 4 matching queries" in dom
+
+
+def test_screenshot_paints_the_styled_page(report, tmp_path):
+    png = tmp_path / "report.png"
+    chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,2400", report.as_uri())
+    with Image.open(png) as im:
+        assert im.size == (1200, 2400)
+        rgb = im.convert("RGB")
+        assert rgb.getpixel((5, 5)) == (0x17, 0x32, 0x4D)  # the header's background: CSS applied
+        assert (
+            len(rgb.resize((300, 600)).getcolors(1 << 16)) > 200
+        )  # charts and text, not a blank page
