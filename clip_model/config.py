@@ -31,6 +31,7 @@ class TrainConfig:
     precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=("auto", "fp32", "bf16"))
     device: str = opt("auto", "auto (cuda if available), cpu, cuda")
     loader_workers: int = opt(2, "data loader worker processes")
+    torch_threads: int = opt(0, "intra-op CPU threads of the training process; 0: torch's default (on a busy or 2-core machine 1 is often faster: OpenMP threads spin while waiting for a core)")
     shuffle_buffer: int = opt(1000, "samples in each loader worker's shuffle buffer")
     compile: bool = opt(False, "torch.compile the model")
     grad_checkpointing: bool = opt(False, "gradient checkpointing in both towers")
@@ -46,7 +47,7 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
         for key in ("warmup", "loader_workers", "model_image_size", "context_length", "holdout_shards",
-                    "retrieval_pairs", "zs_images", "shuffle_buffer"):
+                    "retrieval_pairs", "zs_images", "shuffle_buffer", "torch_threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}", f"must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:

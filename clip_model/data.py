@@ -220,6 +220,7 @@ class ShardStream(IterableDataset):
         return {
             "images": torch.stack([s.image for s in batch]),  # (B, 3, S, S) uint8
             "texts": self.tokenizer([s.text for s in batch]),  # (B, T) int64
+            "keys": [s.key for s in batch],
             "worker": logical,
             "epoch": pos.epoch,
             "drawn": pos.drawn,

@@ -126,6 +126,8 @@ def run(run: RunConfig, train: TrainConfig) -> dict:
     """Train on the shards under ``run.out`` (or ``train.shards``), evaluate, write metrics.json."""
     started = time.time()
     shards, heldout = find_shards(run, train)
+    if train.torch_threads:
+        torch.set_num_threads(train.torch_threads)
     env = distributed.init(train.device)
     try:
         return _run(run, train, env, shards, heldout, started)

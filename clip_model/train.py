@@ -290,7 +290,7 @@ def fit(
                 "step": step,
                 "loss": float(loss.detach()),
                 "lr": sched.get_last_lr()[0],
-                "logit_scale": float(raw.logit_scale.exp()),
+                "logit_scale": float(raw.logit_scale.detach().exp()),
                 "samples_per_s": win_steps * train.batch_size / max(now - window, 1e-9),
                 "data_wait": wait / max(now - window, 1e-9),
                 "epoch": batch["epoch"],

@@ -130,6 +130,20 @@ def _lemma_frequencies(wn) -> Counter:
     return counts
 
 
+def _wordnet_dir() -> str | None:
+    """nltk's WordNet directory found without importing nltk (its import alone takes seconds)."""
+    import sys
+
+    homes = [p for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
+    homes += [str(Path.home() / "nltk_data"), *(os.path.join(sys.prefix, d) for d in ("nltk_data", "share/nltk_data", "lib/nltk_data"))]
+    homes += ["/usr/share/nltk_data", "/usr/local/share/nltk_data", "/usr/lib/nltk_data", "/usr/local/lib/nltk_data"]
+    for home in homes:
+        root = os.path.join(home, "corpora", "wordnet")
+        if os.path.isfile(os.path.join(root, "data.noun")):
+            return root
+    return None
+
+
 def _wordnet_cache_path(root: str, mode: str) -> Path:
     stamp = [root]
     for name in ("data.noun", "index.sense"):
@@ -148,13 +162,14 @@ def wordnet_entries(mode: str = "all") -> list[tuple[str, list[str], int]]:
     name is built from, as MetaCLIP takes it). ``_`` becomes a space. Cached on disk because
     walking all 117,659 synsets with nltk takes 20 s or more.
     """
-    import nltk
+    from queries.wordnet_data import load_wordnet
 
-    from queries.wordnet_data import load_wordnet, wordnet_available
-
-    if not wordnet_available():
+    root = _wordnet_dir()
+    if root is None:
         load_wordnet()  # arranges Debian's files, or raises WordNetMissing naming both remedies
-    root = str(nltk.data.find("corpora/wordnet"))
+        import nltk
+
+        root = str(nltk.data.find("corpora/wordnet"))
     cache = _wordnet_cache_path(root, mode)
     if cache.exists():
         try:

@@ -111,3 +111,23 @@ def test_scene_words_and_title_bigrams_are_frequent(pages):
         p.title.lower() for p, r in pages if p.namespace == 0 and " " in p.title and not p.redirect
     ]
     assert max(text.count(t) for t in titles) >= 20  # popular multi-word titles recur: PMI bigrams
+
+
+def test_sha1_base36_matches_mediawiki():
+    assert (
+        wiki.sha1_base36("") == "phoiac9h4m842xq45sp7s6u21eteeq1"
+    )  # blank revisions in real dumps
+
+
+def test_wordnet_data_lines_parse(tmp_path):
+    from pipeline.demo_world.vocab import read_wordnet_data
+
+    path = tmp_path / "data.adj"
+    path.write_text(
+        "  1 This software and database is being provided to you, the LICENSEE, by  \n"
+        '00002312 00 a 02 abaxial 0 dorsal 4 002 ;c 06037666 n 0000 ! 00002527 a 0101 | facing away from the axis; "the abaxial surface"  \n'
+        "00003356 00 s 0b long_ago(p) 0 a 0 b 0 c 0 d 0 e 0 f 0 g 0 h 0 i 0 j 0 000 | in the past\n"
+    )
+    (lemmas, gloss), (many, _) = read_wordnet_data(path)
+    assert lemmas == ["abaxial", "dorsal"] and gloss == "facing away from the axis"
+    assert many[0] == "long ago" and len(many) == 11  # w_cnt is hexadecimal; markers dropped

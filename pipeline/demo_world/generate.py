@@ -108,6 +108,11 @@ def generate_world(
         fs.join(out_dir, "tables"), cap, port, fault_rate, int(next_id * 0.95), n(p.table_rows)
     )
     counts = {
+        "vocab": {
+            "words": len(vocab.words),
+            "nouns": len(vocab.nouns),
+            "compounds": len(vocab.compounds),
+        },
         "articles": len(articles),
         "wiki": asdict(wiki_stats),
         "pageviews": views,

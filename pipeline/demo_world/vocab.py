@@ -106,7 +106,11 @@ def build_vocab() -> Vocab:
 
 def _cache_path() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "wit-builder" / f"demo-vocab-v{CACHE_VERSION}.json"
+    from importlib.metadata import version
+
+    # The lists depend on wordfreq's data and on whether WordNet is installed.
+    key = f"v{CACHE_VERSION}-wordfreq{version('wordfreq')}-{'wn' if _wordnet_dir() else 'nown'}"
+    return root / "wit-builder" / f"demo-vocab-{key}.json"
 
 
 @lru_cache(maxsize=1)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import threading
+from operator import itemgetter
 from typing import Iterable
 
 import ahocorasick
 
 from pipeline import fs
 
+_VALUE = itemgetter(1)
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2018": "'"})
 
@@ -55,9 +57,9 @@ def match_text(text: str, lower: bool = True) -> str:
 class Matcher:
     """An Aho-Corasick automaton over the padded queries.
 
-    Automaton values are small ints, so that the per-caption work stays in C as far as possible:
-    ``i < n`` is the i-th query id in ascending order, ``i >= n`` a group of query ids that share
-    one pattern (``t-shirt`` and ``t shirt``). Sorting indices thus sorts query ids.
+    A pattern's value is its query id, or, for a pattern that several queries share (``t-shirt``
+    and ``t shirt``), a float key of :attr:`groups` (a float never equals an int id). Ints keep the
+    per-caption work in C: ``set(map(itemgetter(1), iter))`` then one sort.
     """
 
     def __init__(self, queries: Iterable[tuple[int, str]], lower: bool = True):
@@ -73,17 +75,16 @@ class Matcher:
                 self.skipped += 1
                 continue
             by_key.setdefault(key, []).append(qid)
-        self._ids = sorted({q for group in by_key.values() for q in group})
-        self._n = len(self._ids)
-        index = {q: i for i, q in enumerate(self._ids)}
-        self._groups: list[tuple[int, ...]] = []
+        self.groups: dict[float, tuple[int, ...]] = {}
         self.automaton = ahocorasick.Automaton()
         for key, group in by_key.items():
             if len(group) == 1:
-                self.automaton.add_word(key, index[group[0]])
+                self.automaton.add_word(key, group[0])
             else:
-                self.automaton.add_word(key, self._n + len(self._groups))
-                self._groups.append(tuple(sorted(index[q] for q in group)))
+                tag = len(self.groups) + 0.5
+                self.groups[tag] = tuple(sorted(set(group)))
+                self.automaton.add_word(key, tag)
+        self._group_keys = frozenset(self.groups)
         if by_key:
             self.automaton.make_automaton()
         self.size = len(by_key)
@@ -93,20 +94,17 @@ class Matcher:
         if not self.size:
             return ()
         if caption.isascii() and "'" not in caption:  # the common case, inlined: same as match_text
-            table = _BYTES_LOWER if self.lower else _BYTES_KEEP
-            text = " " + " ".join(caption.encode("ascii").translate(table).decode("ascii").split()) + " "
+            text = caption.encode("ascii").translate(_BYTES_LOWER if self.lower else _BYTES_KEEP).decode("ascii")
+            # split/join only when needed: most captions have no run of separators inside
+            text = f" {text.strip()} " if "  " not in text else f" {' '.join(text.split())} "
         else:
             text = match_text(caption, self.lower)
-        found = [v for _, v in self.automaton.iter(text)]
-        if not found:
+        hits = set(map(_VALUE, self.automaton.iter(text)))
+        if not hits:
             return ()
-        ids, n = self._ids, self._n
-        if len(found) == 1 and found[0] < n:
-            return (ids[found[0]],)
-        hits = set(found)
-        if max(hits) >= n:
-            hits = {i for v in hits for i in ((v,) if v < n else self._groups[v - n])}
-        return tuple([ids[i] for i in sorted(hits)])
+        if self.groups and not hits.isdisjoint(self._group_keys):
+            hits = {q for v in hits for q in (self.groups[v] if v in self.groups else (v,))}
+        return tuple(sorted(hits))
 
 
 def read_queries(path: str) -> tuple[list[tuple[int, str]], bool]:
