@@ -101,6 +101,25 @@ def run_child(cmd: list[str], env: dict | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": cpu}
 
 
+def layout(folder: str) -> dict:
+    """File-name patterns, Parquet columns and tar member suffixes of a shard folder."""
+    import re
+    import tarfile
+
+    names = sorted(
+        n for n in os.listdir(folder) if re.fullmatch(r"\d{5}(\.tar|\.parquet|_stats\.json)", n)
+    )
+    patterns = sorted({re.sub(r"^\d{5}", "NNNNN", n) for n in names})
+    columns = pq.read_schema(
+        os.path.join(folder, next(n for n in names if n.endswith(".parquet")))
+    ).names
+    with tarfile.open(os.path.join(folder, next(n for n in names if n.endswith(".tar")))) as tar:
+        suffixes = sorted({m.name.split(".", 1)[1] for m in tar.getmembers()})
+        first_json = next(m for m in tar.getmembers() if m.name.endswith(".json"))
+        json_keys = sorted(json.load(tar.extractfile(first_json)))
+    return {"files": patterns, "columns": columns, "members": suffixes, "json_keys": json_keys}
+
+
 def run_ours(rows: list[dict], port: int, out: str, workers: int, threads: int) -> dict:
     from tests.download_helpers import write_selection
 
@@ -117,6 +136,7 @@ def run_ours(rows: list[dict], port: int, out: str, workers: int, threads: int) 
     rows_out = read_shard_rows(os.path.join(out, "shards")).column("status").to_pylist()
     res["successes"] = rows_out.count("success")
     res["attempted"] = len(rows_out)
+    res["layout"] = layout(os.path.join(out, "shards"))
     res["label"] = f"wit download, {workers} process(es) x {max(threads, 1)} image thread(s)"
     return res
 
@@ -145,6 +165,7 @@ def run_img2dataset(rows: list[dict], out: str, processes: int) -> dict:
         if name.endswith("_stats.json"):
             successes += json.load(open(os.path.join(out, name)))["successes"]
     res["successes"] = successes
+    res["layout"] = layout(out)
     return res
 
 
@@ -176,7 +197,9 @@ def codec_floor(rows: list[dict], limit: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print figures and ratios."""
-    p = argparse.ArgumentParser(prog="python -m bench.bench_download", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.bench_download", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--quick", action="store_true", help="1,000 images instead of 5,000")
     p.add_argument("--n", type=int, default=None, help="number of URLs")
     p.add_argument("--processes", type=int, default=2, help="downloading processes for both tools")
@@ -211,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(n: int, processes: int, floor: dict, ours: list[dict], theirs: dict | None, json_path) -> None:
+def report(
+    n: int, processes: int, floor: dict, ours: list[dict], theirs: dict | None, json_path
+) -> None:
     """Print the three figures and their ratios."""
     floor_ms = floor["draft_ms"]
     lines = [
@@ -221,7 +246,13 @@ def report(n: int, processes: int, floor: dict, ours: list[dict], theirs: dict |
         f"{floor.get('draft_jpg_ms', 0):.2f} / {floor.get('no_draft_jpg_ms', 0):.2f}"
         f"  (png {floor.get('draft_png_ms', 0):.2f}, webp {floor.get('draft_webp_ms', 0):.2f})",
     ]
-    figures: dict = {"n": n, "processes": processes, "floor": floor, "ours": ours, "img2dataset": theirs}
+    figures: dict = {
+        "n": n,
+        "processes": processes,
+        "floor": floor,
+        "ours": ours,
+        "img2dataset": theirs,
+    }
     for r in [*ours, *([theirs] if theirs else [])]:
         r["per_cpu_s"] = r["successes"] / r["cpu_s"]
         r["ms_per_image"] = 1000 * r["cpu_s"] / max(1, r["successes"])
@@ -237,6 +268,14 @@ def report(n: int, processes: int, floor: dict, ours: list[dict], theirs: dict |
                 f"  {r['label']} / img2dataset: {r['per_cpu_s'] / theirs['per_cpu_s']:.2f}x images per"
                 f" CPU-s (target >= 1.5x), wall {theirs['wall_s'] / r['wall_s']:.2f}x faster"
             )
+    if theirs:
+        mine, other = ours[0]["layout"], theirs["layout"]
+        lines.append(
+            f"layout: img2dataset files {other['files']} == ours {mine['files']}: {other['files'] == mine['files']};"
+            f" tar members {other['members']} == {mine['members']}: {other['members'] == mine['members']};"
+            f" img2dataset Parquet columns within ours: {set(other['columns']) <= set(mine['columns'])}"
+            f" (missing: {sorted(set(other['columns']) - set(mine['columns']))})"
+        )
     print("\n".join(lines))
     if json_path:
         with open(json_path, "w") as f:

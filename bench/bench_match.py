@@ -23,6 +23,7 @@ Memory (``--memory``): peak RSS of a whole ``wit select`` run (one process, work
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import subprocess
@@ -43,7 +44,11 @@ def make_queries(n: int, seed: int = 0) -> list[str]:
     """``n`` distinct queries: English words by frequency, then frequent two-word phrases."""
     import wordfreq
 
-    words = [w for w in wordfreq.top_n_list("en", 400_000, wordlist="large") if w.isalpha() and w.isascii()]
+    words = [
+        w
+        for w in wordfreq.top_n_list("en", 400_000, wordlist="large")
+        if w.isalpha() and w.isascii()
+    ]
     queries = list(dict.fromkeys(words))[: n * 3 // 5]
     rng = np.random.default_rng(seed)
     head = np.array(words[:5000])
@@ -101,10 +106,13 @@ def rates(fns: dict, captions: list[str], rounds: int = 10) -> dict[str, tuple[f
 
 
 def bench_matching(n_queries: int, n_captions: int, metaclip_sample: int) -> dict:
+    """Captions per second of each contender over the same generated captions."""
     t = time.perf_counter()
     queries = make_queries(n_queries)
     captions = make_captions(n_captions)
-    print(f"generated {len(queries):,} queries, {len(captions):,} captions in {time.perf_counter() - t:.1f}s")
+    print(
+        f"generated {len(queries):,} queries, {len(captions):,} captions in {time.perf_counter() - t:.1f}s"
+    )
 
     t = time.perf_counter()
     ours = Matcher(enumerate(queries))
@@ -127,7 +135,9 @@ def bench_matching(n_queries: int, n_captions: int, metaclip_sample: int) -> dic
     }
     results = rates(fns, captions)
     sample = captions[:metaclip_sample]
-    results.update(rates({"metaclip": lambda c: len([q for q in queries if q in c])}, sample, rounds=1))
+    results.update(
+        rates({"metaclip": lambda c: len([q for q in queries if q in c])}, sample, rounds=1)
+    )
     return {
         "queries": len(queries),
         "captions": len(captions),
@@ -138,9 +148,12 @@ def bench_matching(n_queries: int, n_captions: int, metaclip_sample: int) -> dic
 
 
 def print_matching(r: dict) -> None:
+    """Figures and ratios of :func:`bench_matching`."""
     rates = {k: v["captions_per_s"] for k, v in r["rates"].items()}
     n = r["captions"]
-    print(f"\nmatching, one core: {r['queries']:,} queries, {n:,} captions (automaton built in {r['automaton_build_s']}s)")
+    print(
+        f"\nmatching, one core: {r['queries']:,} queries, {n:,} captions (automaton built in {r['automaton_build_s']}s)"
+    )
     for name, label in [
         ("ours", "ours (Matcher.match, whole tokens)"),
         ("raw_padded", "raw pyahocorasick, padded patterns"),
@@ -149,7 +162,9 @@ def print_matching(r: dict) -> None:
     ]:
         secs = n / rates[name]
         print(f"  {label:<44} {rates[name]:>12,.0f} captions/s   {secs:>12,.1f} s for {n:,}")
-    print(f"  ratio ours / raw padded:    {rates['ours'] / rates['raw_padded']:.2f}x  (target >= 0.8x)")
+    print(
+        f"  ratio ours / raw padded:    {rates['ours'] / rates['raw_padded']:.2f}x  (target >= 0.8x)"
+    )
     print(f"  ratio ours / raw substring: {rates['ours'] / rates['raw_substring']:.2f}x")
     print(f"  ratio ours / MetaCLIP:      {rates['ours'] / rates['metaclip']:,.0f}x")
 
@@ -159,10 +174,11 @@ def write_pool(root: Path, n: int, queries: list[str]) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.select.normalize import uid_for  # noqa: F401 - same process imports as the stage
-
     qpath = root / "queries.parquet"
-    ids = [int.from_bytes(q.encode()[:7].ljust(7, b"\0"), "big") * 1000 + i for i, q in enumerate(queries)]
+    ids = [
+        int.from_bytes(hashlib.blake2b(q.encode(), digest_size=8).digest(), "big") >> 1
+        for q in queries
+    ]
     pq.write_table(pa.table({"query": queries, "query_id": pa.array(ids, pa.int64())}), qpath)
     table = root / "pool.parquet"
     schema = pa.schema([("url", pa.string()), ("caption", pa.string())])
@@ -177,15 +193,32 @@ def write_pool(root: Path, n: int, queries: list[str]) -> tuple[Path, Path]:
 
 def peak_rss_of_select(table: Path, qpath: Path, out: Path, cap: int) -> tuple[float, float, dict]:
     """(peak RSS MiB, seconds, summary) of ``wit select`` in a fresh child process, workers=1."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "select", "--out", str(out), "--workers", "1",
-           "--no-progress", "--tables", str(table), "--queries-file", str(qpath), "--cap", str(cap)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "select",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--no-progress",
+        "--tables",
+        str(table),
+        "--queries-file",
+        str(qpath),
+        "--cap",
+        str(cap),
+    ]
     start = time.perf_counter()
     code = (
         "import resource, subprocess, sys, json;"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True, cwd=%r);"
+        f"p = subprocess.run(sys.argv[1:], capture_output=True, text=True, cwd={str(ROOT)!r});"
         "print(json.dumps([p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.stdout[-3000:], p.stderr[-2000:]]))"
-    ) % str(ROOT)
-    res = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True)
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True
+    )
     rc, maxrss_kb, stdout, stderr = json.loads(res.stdout)
     if rc != 0:
         raise RuntimeError(f"wit select failed: {stderr}")
@@ -194,6 +227,7 @@ def peak_rss_of_select(table: Path, qpath: Path, out: Path, cap: int) -> tuple[f
 
 
 def bench_memory(n: int, n_queries: int, cap: int) -> list[dict]:
+    """Peak RSS of ``wit select`` at ``n`` and ``10 n`` candidates."""
     queries = make_queries(n_queries)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
@@ -202,36 +236,58 @@ def bench_memory(n: int, n_queries: int, cap: int) -> list[dict]:
             root.mkdir()
             table, qpath = write_pool(root, size, queries)
             mib, secs, summary = peak_rss_of_select(table, qpath, root / "out", cap)
-            rows.append({"candidates": size, "peak_rss_mib": round(mib, 1), "seconds": round(secs, 1),
-                         "matched": summary.get("matched"), "selected": summary.get("selected")})
-            print(f"  wit select on {size:>10,} candidates: peak RSS {mib:8.1f} MiB, {secs:7.1f} s, "
-                  f"matched {summary.get('matched'):,}, selected {summary.get('selected'):,}")
+            rows.append(
+                {
+                    "candidates": size,
+                    "peak_rss_mib": round(mib, 1),
+                    "seconds": round(secs, 1),
+                    "matched": summary.get("matched"),
+                    "selected": summary.get("selected"),
+                }
+            )
+            print(
+                f"  wit select on {size:>10,} candidates: peak RSS {mib:8.1f} MiB, {secs:7.1f} s, "
+                f"matched {summary.get('matched'):,}, selected {summary.get('selected'):,}"
+            )
     growth = rows[1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
     print(f"  peak RSS grows {growth:.2f}x for 10x candidates (linear would be 10x)")
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Command line entry point."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="200k captions, no memory run (< 1 min)")
     ap.add_argument("--queries", type=int, default=500_000)
     ap.add_argument("--captions", type=int, default=None, help="default 2M (200k with --quick)")
-    ap.add_argument("--metaclip-sample", type=int, default=None, help="captions timed for MetaCLIP's loop")
-    ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
-                    help="also measure wit select's peak RSS at N and 10N candidates (default: on unless --quick)")
+    ap.add_argument(
+        "--metaclip-sample", type=int, default=None, help="captions timed for MetaCLIP's loop"
+    )
+    ap.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure wit select's peak RSS at N and 10N candidates (default: on unless --quick)",
+    )
     ap.add_argument("--memory-only", action="store_true")
     ap.add_argument("--memory-n", type=int, default=100_000, help="N for the memory run")
-    ap.add_argument("--memory-queries", type=int, default=50_000)
-    ap.add_argument("--memory-cap", type=int, default=100)
+    ap.add_argument("--memory-queries", type=int, default=2_000)
+    ap.add_argument("--memory-cap", type=int, default=20)
     args = ap.parse_args(argv)
     if not args.memory_only:
         n_captions = args.captions or (200_000 if args.quick else 2_000_000)
         sample = args.metaclip_sample or (5 if args.quick else 20)
         print_matching(bench_matching(args.queries, n_captions, sample))
     if args.memory_only or (args.memory if args.memory is not None else not args.quick):
-        print(f"\nmemory of a whole `wit select` run ({args.memory_queries:,} queries, cap {args.memory_cap}):")
+        print(
+            f"\nmemory of a whole `wit select` run ({args.memory_queries:,} queries, cap {args.memory_cap}):"
+        )
         bench_memory(args.memory_n, args.memory_queries, args.memory_cap)
-    print(f"\n(peak RSS of this bench process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
+    print(
+        f"\n(peak RSS of this bench process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
+    )
     return 0
 
 

@@ -110,9 +110,9 @@ def write_pool(
 # --- measuring a child process -----------------------------------------------------------------
 
 
-def _tree_rss(pid: int) -> int:
-    """Summed RSS (bytes) of a process and all its descendants, from /proc."""
-    total, stack, seen = 0, [pid], set()
+def _tree_rss(pid: int) -> tuple[int, dict[str, int]]:
+    """Summed RSS (bytes) of a process and its descendants, and RSS per role (driver, worker...)."""
+    total, stack, seen, roles = 0, [pid], set(), {}
     while stack:
         p = stack.pop()
         if p in seen:
@@ -120,26 +120,41 @@ def _tree_rss(pid: int) -> int:
         seen.add(p)
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     stack += [int(c) for c in f.read().split()]
         except (OSError, ValueError):
             continue
-    return total
+        total += rss
+        joined = b" ".join(argv)
+        if b"sdk_worker_main" in joined:
+            role = "beam worker"
+        elif b"bin/wit" in joined:
+            role = "wit driver"
+        else:
+            role = os.path.basename(argv[0].decode(errors="replace"))
+        roles[role] = max(roles.get(role, 0), rss)
+    return total, roles
 
 
 def measure(cmd: list[str], log: Path) -> dict:
     """Run ``cmd`` under GNU time; wall seconds, peak tree RSS and max single-process RSS (MB)."""
     timed = ["/usr/bin/time", "-v", *cmd] if Path("/usr/bin/time").exists() else cmd
     peak = [0]
+    roles: dict[str, int] = {}
     with open(log, "w") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(timed, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
         def sample():
             while proc.poll() is None:
-                peak[0] = max(peak[0], _tree_rss(proc.pid))
+                total, per_role = _tree_rss(proc.pid)
+                peak[0] = max(peak[0], total)
+                for role, rss in per_role.items():
+                    roles[role] = max(roles.get(role, 0), rss)
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -158,6 +173,7 @@ def measure(cmd: list[str], log: Path) -> dict:
         "cpu_s": round(sum(cpu), 2) if cpu else None,
         "peak_tree_mb": round(peak[0] / 1e6, 1),
         "max_process_mb": round(int(m.group(1)) / 1e3, 1) if m else None,
+        "peak_mb_by_role": {k: round(v / 1e6, 1) for k, v in sorted(roles.items())},
         "log": str(log),
     }
 
@@ -165,13 +181,17 @@ def measure(cmd: list[str], log: Path) -> dict:
 # --- the two contenders ------------------------------------------------------------------------
 
 
-def run_wit_select(pool: Path, queries: Path, out: Path, cap: int, workers: int, log: Path) -> dict:
-    """``wit select`` on the pool, as a user runs it."""
+def run_wit_select(
+    pool: Path, queries: Path, out: Path, cap: int, workers: int, log: Path, buckets: int = 0
+) -> dict:
+    """``wit select`` on the pool, as a user runs it (``buckets``: --spill-buckets, 0 = default)."""
     cmd = [
         str(ROOT / ".venv" / "bin" / "wit") if (ROOT / ".venv" / "bin" / "wit").exists() else "wit",
         "select", "--out", str(out), "--tables", str(pool / "*.parquet"), "--queries-file", str(queries),
         "--cap", str(cap), "--workers", str(workers), "--no-progress", "--force",
     ]  # fmt: skip
+    if buckets:
+        cmd += ["--spill-buckets", str(buckets)]
     result = measure(cmd, log)
     summary = re.search(r"^\{.*?^\}", Path(log).read_text(), flags=re.S | re.M)
     result["summary"] = json.loads(summary.group(0)) if summary else {}
@@ -352,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     ap.add_argument(
+        "--rows-per-bucket", type=int, default=0,
+        help="scale --spill-buckets with the pool (rows / this); 0 keeps the stage's default",
+    )  # fmt: skip
+    ap.add_argument(
         "--wat",
         nargs="*",
         default=None,
@@ -388,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             write_pool(pool, rows, vocab, args.files, seed=rows)
             gen = round(time.perf_counter() - t, 1)
             print(f"{rows:,} rows: pool written in {gen}s; running wit select...", flush=True)
-            r = {"rows": rows, "generate_s": gen}
+            buckets = -(-rows // args.rows_per_bucket) if args.rows_per_bucket else 0
+            r = {"rows": rows, "generate_s": gen, "spill_buckets": buckets or "default"}
             r["select"] = run_wit_select(
                 pool,
                 qpath,
@@ -396,9 +421,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.cap,
                 args.workers,
                 work / f"select-{rows}.log",
+                buckets,
             )
             print(
-                f"  wit select: {r['select']['seconds']}s, peak tree {r['select']['peak_tree_mb']} MB",
+                f"  wit select: {r['select']['seconds']}s, peak tree {r['select']['peak_tree_mb']} MB, "
+                f"largest process by role {r['select']['peak_mb_by_role']}",
                 flush=True,
             )
             if rows <= args.baseline_max_rows:

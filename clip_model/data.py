@@ -149,7 +149,11 @@ def decode_sample(key: str, group: dict[str, bytes], size: int, rng, counts: Cou
         return None
     try:
         img = transforms.decode(group[img_ext], size)
-        tensor = transforms.train_transform(img, size, rng) if train else transforms.eval_transform(img, size)
+        tensor = (
+            transforms.train_transform(img, size, rng)
+            if train
+            else transforms.eval_transform(img, size)
+        )
     except Exception:  # PIL raises many types on corrupt bytes; the sample is data, not a crash
         counts["bad_image"] += 1
         return None
@@ -204,7 +208,9 @@ class ShardStream(IterableDataset):
                     yield self._collate(batch, logical, Position(epoch, i + 1), counts)
                     batch = []
             if not good:  # fail loudly instead of spinning forever over unusable shards
-                raise RuntimeError(f"worker slot {slot}: no usable sample in epoch {epoch}: {dict(counts)}")
+                raise RuntimeError(
+                    f"worker slot {slot}: no usable sample in epoch {epoch}: {dict(counts)}"
+                )
 
     def _raw(self, epoch: int, slot: int, slots: int, counts: Counter):
         rng = _seeded(self.cfg.seed, epoch, slot, "shuffle")
@@ -234,7 +240,11 @@ def make_loader(cfg: StreamConfig, tokenizer, workers: int, pin_memory: bool = F
 
     kwargs = {"prefetch_factor": 4, "persistent_workers": False} if workers else {}
     return DataLoader(
-        ShardStream(cfg, tokenizer), batch_size=None, num_workers=workers, pin_memory=pin_memory, **kwargs
+        ShardStream(cfg, tokenizer),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        **kwargs,
     )
 
 

@@ -20,7 +20,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_shards(
-    out_dir: str, samples: int, per_shard: int = 1000, seed: int = 0, short_side: int = 256, first_id: int = 0
+    out_dir: str,
+    samples: int,
+    per_shard: int = 1000,
+    seed: int = 0,
+    short_side: int = 256,
+    first_id: int = 0,
 ) -> list[str]:
     """Render ``samples`` demo images with their captions into ``out_dir/{NNNNN}.tar``; returns paths."""
     from clip_model.zero_shot import demo_scene
@@ -37,7 +42,11 @@ def write_shards(
                 caption = S.describe(sc, random.Random(f"{seed}:{image_id}:alt"))
                 _add(tar, f"{key}.jpg", S.encode(S.render(sc, image_id, seed), "jpg"))
                 _add(tar, f"{key}.txt", caption.encode())
-                _add(tar, f"{key}.json", json.dumps({"key": key, "caption": caption, "id": image_id}).encode())
+                _add(
+                    tar,
+                    f"{key}.json",
+                    json.dumps({"key": key, "caption": caption, "id": image_id}).encode(),
+                )
         os.replace(path + ".tmp", path)
         paths.append(path)
     return paths

@@ -38,4 +38,6 @@ def clip_loss(
     logits_per_image = scale * image @ all_text.T  # (B, N)
     logits_per_text = scale * text @ all_image.T  # (B, N)
     labels = torch.arange(image.shape[0], device=image.device) + rank * image.shape[0]
-    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+    return (
+        F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)
+    ) / 2

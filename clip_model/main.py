@@ -31,7 +31,10 @@ def find_shards(run: RunConfig, train: TrainConfig) -> tuple[list[str], list[str
     spec = train.shards or fs.join(Layout(run.out).shards, "*.tar")
     shards = D.list_shards(spec)
     if not shards:
-        raise ConfigError("train.shards", f"no .tar shards found at {spec!r}; run `make shards` first or pass --shards")
+        raise ConfigError(
+            "train.shards",
+            f"no .tar shards found at {spec!r}; run `make shards` first or pass --shards",
+        )
     n = train.holdout_shards
     if n and len(shards) - n >= 2:
         return shards[:-n], shards[-n:]
@@ -44,7 +47,9 @@ def make_tokenizer(train: TrainConfig, shards: list[str], context_length: int, e
         return ClipBPE(train.bpe_vocab, context_length)
     blob = [None]
     if env.is_main:
-        tok = TrainedBPE.train(D.captions(shards, train.bpe_captions), train.bpe_vocab_size, context_length)
+        tok = TrainedBPE.train(
+            D.captions(shards, train.bpe_captions), train.bpe_vocab_size, context_length
+        )
         blob = [tok.to_json()]
     if env.distributed:
         torch.distributed.broadcast_object_list(blob, src=0)
@@ -62,26 +67,40 @@ def _query_names(run: RunConfig) -> set[str] | None:
 
 def _world_seed(run: RunConfig) -> int:
     path = Layout(run.out).world_manifest
-    return int(json.loads(fs.read_text(path)).get("seed", run.seed)) if fs.exists(path) else run.seed
+    return (
+        int(json.loads(fs.read_text(path)).get("seed", run.seed)) if fs.exists(path) else run.seed
+    )
 
 
-def evaluate(model: CLIP, tokenizer, run: RunConfig, train: TrainConfig, heldout: list[str], device: str) -> dict:
+def evaluate(
+    model: CLIP, tokenizer, run: RunConfig, train: TrainConfig, heldout: list[str], device: str
+) -> dict:
     """Zero-shot on held-out demo images and retrieval on a held-out shard (or generated pairs)."""
     model.eval()
     size = model.cfg.vision.image_size
     queries = _query_names(run)
-    zs = zero_shot.evaluate_demo(model, tokenizer, _world_seed(run), train.zs_images, device, queries)
+    zs = zero_shot.evaluate_demo(
+        model, tokenizer, _world_seed(run), train.zs_images, device, queries, train.zs_ensemble
+    )
     if heldout:
         pairs = [p for url in heldout for p in D.read_pairs(url, size, train.retrieval_pairs)]
         pairs = pairs[: train.retrieval_pairs]
-        images, texts, source = torch.stack([p.image for p in pairs]), [p.text for p in pairs], heldout
+        images, texts, source = (
+            torch.stack([p.image for p in pairs]),
+            [p.text for p in pairs],
+            heldout,
+        )
     else:
         images, texts = zero_shot.demo_pairs(train.retrieval_pairs, _world_seed(run), size)
         source = "generated held-out demo pairs"
     image_f = zero_shot.encode_images(model, images, device)
     text_f = zero_shot.encode_texts(model, tokenizer, texts, device)
     ret = zero_shot.retrieval(image_f, text_f)
-    return {"zero_shot": zs, "retrieval": {**ret, "source": source}, "class_source": "queries.parquet" if queries else "demo generator"}
+    return {
+        "zero_shot": zs,
+        "retrieval": {**ret, "source": source},
+        "class_source": "queries.parquet" if queries else "demo generator",
+    }
 
 
 def _loss_summary(losses: list[tuple[int, float]]) -> dict:
@@ -90,7 +109,12 @@ def _loss_summary(losses: list[tuple[int, float]]) -> dict:
     vals = [v for _, v in losses]
     k = max(1, min(10, len(vals) // 4))
     curve = [[s, round(v, 4)] for s, v in losses[:: max(1, len(losses) // 20)]]
-    return {"loss_first": sum(vals[:k]) / k, "loss_last": sum(vals[-k:]) / k, "loss_min": min(vals), "loss_curve": curve}
+    return {
+        "loss_first": sum(vals[:k]) / k,
+        "loss_last": sum(vals[-k:]) / k,
+        "loss_min": min(vals),
+        "loss_curve": curve,
+    }
 
 
 def metrics_from(ev: dict, result, model: CLIP, train: TrainConfig, heldout, shards) -> dict:
@@ -141,17 +165,28 @@ def _run(run, train, env, shards, heldout, started) -> dict:
     ckpt_path = fs.join(train_dir, CHECKPOINT)
     resume = load_checkpoint(ckpt_path) if train.resume and fs.exists(ckpt_path) else None
     if resume:
-        tokenizer, cfg = from_json(resume["tokenizer"]), CLIPConfig.from_dict(resume["config"]["model"])
+        tokenizer, cfg = (
+            from_json(resume["tokenizer"]),
+            CLIPConfig.from_dict(resume["config"]["model"]),
+        )
     else:
         ctx = train.context_length or preset(train.model).text.context_length
         tokenizer = make_tokenizer(train, shards, ctx, env)
-        cfg = preset(train.model, image_size=train.model_image_size or None, context_length=ctx, vocab_size=tokenizer.vocab_size)
+        cfg = preset(
+            train.model,
+            image_size=train.model_image_size or None,
+            context_length=ctx,
+            vocab_size=tokenizer.vocab_size,
+        )
     torch.manual_seed(run.seed)  # the same initial weights on every rank
     model = CLIP(cfg)
     if env.is_main:
-        print(f"[train] {train.model}: {num_params(model) / 1e6:.1f}M params, {len(shards)} shards "
-              f"({len(heldout)} held out), {env.world} process(es) on {env.device}"
-              + (f", resuming at step {resume['step']}" if resume else ""), file=sys.stderr)
+        print(
+            f"[train] {train.model}: {num_params(model) / 1e6:.1f}M params, {len(shards)} shards "
+            f"({len(heldout)} held out), {env.world} process(es) on {env.device}"
+            + (f", resuming at step {resume['step']}" if resume else ""),
+            file=sys.stderr,
+        )
     config = {"model": cfg.to_dict(), "train": dataclasses.asdict(train), "seed": run.seed}
     result = fit(model, tokenizer, shards, train, env, train_dir, run.seed, config, resume)
     if not env.is_main:
@@ -162,11 +197,14 @@ def _run(run, train, env, shards, heldout, started) -> dict:
     fs.write_text_atomic(fs.join(train_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
     distributed.barrier(env)
     zs = ev["zero_shot"]
-    print(f"[train] zero-shot colour+shape top-1 {metrics['zero_shot_top1']:.1%} (chance {metrics['chance']:.1%}), "
-          f"colour {zs['colour/single']['top1']:.1%} (chance {zs['colour/single']['chance_top1']:.1%}), "
-          f"shape {zs['shape/single']['top1']:.1%} (chance {zs['shape/single']['chance_top1']:.1%}); "
-          f"retrieval R@1 {metrics['recall_at_1']:.1%} R@5 {metrics['recall_at_5']:.1%} "
-          f"over {ev['retrieval']['pairs']} pairs", file=sys.stderr)
+    print(
+        f"[train] zero-shot colour+shape top-1 {metrics['zero_shot_top1']:.1%} (chance {metrics['chance']:.1%}), "
+        f"colour {zs['colour/single']['top1']:.1%} (chance {zs['colour/single']['chance_top1']:.1%}), "
+        f"shape {zs['shape/single']['top1']:.1%} (chance {zs['shape/single']['chance_top1']:.1%}); "
+        f"retrieval R@1 {metrics['recall_at_1']:.1%} R@5 {metrics['recall_at_5']:.1%} "
+        f"over {ev['retrieval']['pairs']} pairs",
+        file=sys.stderr,
+    )
     return {
         "steps": result.step,
         "zero_shot_top1": round(metrics["zero_shot_top1"], 4),

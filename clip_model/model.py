@@ -156,7 +156,9 @@ class VisionTransformer(nn.Module):
     def __init__(self, cfg: VisionConfig, embed_dim: int, quick_gelu: bool):
         super().__init__()
         if cfg.image_size % cfg.patch_size:
-            raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+            raise ValueError(
+                f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}"
+            )
         w, grid = cfg.width, cfg.image_size // cfg.patch_size
         scale = w**-0.5
         self.image_size = cfg.image_size
@@ -164,7 +166,9 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(scale * torch.randn(w))
         self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, w))
         self.ln_pre = nn.LayerNorm(w)
-        self.transformer = Transformer(w, cfg.layers, w // cfg.head_width, cfg.mlp_ratio, quick_gelu)
+        self.transformer = Transformer(
+            w, cfg.layers, w // cfg.head_width, cfg.mlp_ratio, quick_gelu
+        )
         self.ln_post = nn.LayerNorm(w)
         self.proj = nn.Parameter(scale * torch.randn(w, embed_dim))
         self.transformer.init_weights()

@@ -51,12 +51,18 @@ class Tokenizer:
         """Ids of a caption without the start/end tokens."""
         raise NotImplementedError
 
-    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
+    def encode_many(self, texts: list[str]) -> list[list[int]]:
+        """Ids of several captions (subclasses may batch this)."""
+        return [self.encode(t) for t in texts]
+
+    def __call__(
+        self, texts: str | Sequence[str], context_length: int | None = None
+    ) -> torch.Tensor:
         texts = [texts] if isinstance(texts, str) else list(texts)
         n = context_length or self.context_length
         out = torch.zeros(len(texts), n, dtype=torch.long)  # pad 0
-        for i, text in enumerate(texts):
-            ids = [self.sot_id, *self.encode(text)[: n - 2], self.eot_id]  # keep EOT when truncating
+        for i, ids in enumerate(self.encode_many(texts)):
+            ids = [self.sot_id, *ids[: n - 2], self.eot_id]  # keep EOT when truncating
             out[i, : len(ids)] = torch.tensor(ids)
         return out
 
@@ -133,7 +139,13 @@ class ClipBPE(Tokenizer):
         return ids
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "vocab_path": self.vocab_path, "context_length": self.context_length})
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "vocab_path": self.vocab_path,
+                "context_length": self.context_length,
+            }
+        )
 
 
 class TrainedBPE(Tokenizer):
@@ -149,7 +161,9 @@ class TrainedBPE(Tokenizer):
         assert self.eot_id == self.vocab_size - 1, "EOT must have the largest id (argmax pooling)"
 
     @classmethod
-    def train(cls, captions: Iterable[str], vocab_size: int, context_length: int = 77) -> TrainedBPE:
+    def train(
+        cls, captions: Iterable[str], vocab_size: int, context_length: int = 77
+    ) -> TrainedBPE:
         """Learn merges from captions; the special tokens are appended so EOT gets the top id."""
         from tokenizers import Tokenizer as HF
         from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -169,6 +183,11 @@ class TrainedBPE(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(clean(text), add_special_tokens=False).ids
+
+    def encode_many(self, texts: list[str]) -> list[list[int]]:
+        return [
+            e.ids for e in self.hf.encode_batch([clean(t) for t in texts], add_special_tokens=False)
+        ]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ids (special tokens and padding dropped)."""

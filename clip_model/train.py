@@ -46,7 +46,11 @@ def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.AdamW:
     ]
     fused = next(model.parameters()).is_cuda  # the fused CUDA kernel is the fastest AdamW there
     return torch.optim.AdamW(
-        groups, lr=train.lr, betas=(train.beta1, train.beta2), eps=train.adam_eps, fused=fused or None
+        groups,
+        lr=train.lr,
+        betas=(train.beta1, train.beta2),
+        eps=train.adam_eps,
+        fused=fused or None,
     )
 
 
@@ -85,7 +89,9 @@ class DataState:
         return max((e for ws in self.positions.values() for e, _ in ws.values()), default=0)
 
 
-def save_checkpoint(path: str, model, opt, sched, step: int, data: DataState, tokenizer, config: dict) -> None:
+def save_checkpoint(
+    path: str, model, opt, sched, step: int, data: DataState, tokenizer, config: dict
+) -> None:
     """Write a weights_only-loadable checkpoint atomically (tmp + rename)."""
     blob = {
         "model": model.state_dict(),
@@ -256,9 +262,15 @@ def fit(
         total = all_reduce_sum({k: v - base_counts.get(k, 0) for k, v in counts.items()}, env)
         merged = {k: int(base_counts.get(k, 0) + v) for k, v in total.items()}
         data.positions, data.counts = positions, merged or dict(base_counts)
-        data.workers, data.world, data.samples_seen = max(1, train.loader_workers), env.world, step * train.batch_size
+        data.workers, data.world, data.samples_seen = (
+            max(1, train.loader_workers),
+            env.world,
+            step * train.batch_size,
+        )
         if env.is_main:
-            save_checkpoint(fs.join(train_dir, CHECKPOINT), raw, opt, sched, step, data, tokenizer, config or {})
+            save_checkpoint(
+                fs.join(train_dir, CHECKPOINT), raw, opt, sched, step, data, tokenizer, config or {}
+            )
 
     loader = make_loader(stream, tokenizer, train.loader_workers, pin_memory=cuda)
     batches = iter(loader)

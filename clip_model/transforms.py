@@ -22,7 +22,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 def decode(data: bytes, size_hint: int) -> Image.Image:
     """Decode image bytes to RGB; JPEGs are decoded at a reduced scale when much larger than needed."""
     img = Image.open(io.BytesIO(data))
-    img.draft("RGB", (size_hint, size_hint))  # JPEG DCT scaling: decode 2-8x faster, no-op otherwise
+    img.draft(
+        "RGB", (size_hint, size_hint)
+    )  # JPEG DCT scaling: decode 2-8x faster, no-op otherwise
     return img.convert("RGB")
 
 
@@ -43,7 +45,9 @@ def random_resized_crop_box(
     return left, top, left + side, top + side
 
 
-def train_transform(img: Image.Image, size: int, rng: random.Random, scale=(0.9, 1.0)) -> torch.Tensor:
+def train_transform(
+    img: Image.Image, size: int, rng: random.Random, scale=(0.9, 1.0)
+) -> torch.Tensor:
     """Random resized crop to size x size -> (3, size, size) uint8."""
     box = random_resized_crop_box(img.width, img.height, rng, scale)
     return to_uint8_tensor(img.resize((size, size), Image.BICUBIC, box=box))

@@ -47,7 +47,9 @@ assert len(IMAGENET_TEMPLATES) == 80
 def encode_images(model, images: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
     """(N, 3, S, S) uint8 -> (N, D) normalised features."""
     feats = [
-        model.encode_image(transforms.normalize(images[i : i + batch].to(device)), normalize=True).float()
+        model.encode_image(
+            transforms.normalize(images[i : i + batch].to(device)), normalize=True
+        ).float()
         for i in range(0, len(images), batch)
     ]
     return torch.cat(feats).cpu()
@@ -64,13 +66,14 @@ def encode_texts(model, tokenizer, texts: list[str], device: str, batch: int = 5
 
 
 @torch.no_grad()
-def build_classifier(model, tokenizer, classnames: list[str], templates, device: str) -> torch.Tensor:
+def build_classifier(
+    model, tokenizer, classnames: list[str], templates, device: str
+) -> torch.Tensor:
     """(D, C): per class, the normalised mean of its normalised prompt embeddings."""
-    weights = []
-    for name in classnames:
-        emb = encode_texts(model, tokenizer, [t.format(name) for t in templates], device)  # (T, D)
-        weights.append(F.normalize(emb.mean(0), dim=-1))
-    return torch.stack(weights, dim=1)
+    prompts = [t.format(name) for name in classnames for t in templates]
+    emb = encode_texts(model, tokenizer, prompts, device, batch=2048)  # (C * T, D)
+    emb = emb.view(len(classnames), len(templates), -1).mean(1)  # (C, D)
+    return F.normalize(emb, dim=-1).T
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, float]:
@@ -85,7 +88,13 @@ def zero_shot(model, tokenizer, image_feats, labels, classnames, templates, devi
     classifier = build_classifier(model, tokenizer, classnames, templates, device)
     acc = topk_accuracy(image_feats @ classifier, labels)
     c = len(classnames)
-    return {"top1": acc[1], "top5": acc[5], "classes": c, "chance_top1": 1 / c, "chance_top5": min(1.0, 5 / c)}
+    return {
+        "top1": acc[1],
+        "top5": acc[5],
+        "classes": c,
+        "chance_top1": 1 / c,
+        "chance_top5": min(1.0, 5 / c),
+    }
 
 
 def retrieval(image_feats: torch.Tensor, text_feats: torch.Tensor, ks=(1, 5)) -> dict:
@@ -143,7 +152,10 @@ def demo_class_sets(scenes, query_names: set[str] | None) -> dict[str, tuple[lis
     from pipeline.demo_world import scene as S
 
     sets = {
-        "colour_shape": ([f"{c} {s}" for c in S.COLOURS for s in S.SHAPES], [sc.label for sc in scenes]),
+        "colour_shape": (
+            [f"{c} {s}" for c in S.COLOURS for s in S.SHAPES],
+            [sc.label for sc in scenes],
+        ),
         "colour": (list(S.COLOURS), [sc.colour for sc in scenes]),
         "shape": (list(S.SHAPES), [sc.shape for sc in scenes]),
     }
@@ -155,7 +167,9 @@ def demo_class_sets(scenes, query_names: set[str] | None) -> dict[str, tuple[lis
     return sets
 
 
-def evaluate_demo(model, tokenizer, seed: int, n_images: int, device: str, query_names=None) -> dict:
+def evaluate_demo(
+    model, tokenizer, seed: int, n_images: int, device: str, query_names=None, ensemble: bool = True
+) -> dict:
     """Zero-shot accuracy on held-out demo images for each class set and template set."""
     size = model.cfg.vision.image_size
     images, scenes = demo_images([f"heldout-{i}" for i in range(n_images)], seed, size)
@@ -164,7 +178,10 @@ def evaluate_demo(model, tokenizer, seed: int, n_images: int, device: str, query
     for set_name, (classes, labels) in demo_class_sets(scenes, query_names).items():
         keep = [i for i, lab in enumerate(labels) if lab in classes]
         idx = torch.tensor([classes.index(labels[i]) for i in keep])
-        for tname, templates in (("single", SIMPLE_TEMPLATES), ("ensemble", IMAGENET_TEMPLATES)):
+        template_sets = {"single": SIMPLE_TEMPLATES, "ensemble": IMAGENET_TEMPLATES}
+        for tname, templates in template_sets.items():
+            if tname == "ensemble" and not ensemble:
+                continue
             r = zero_shot(model, tokenizer, feats[keep], idx, classes, templates, device)
             results[f"{set_name}/{tname}"] = {**r, "images": len(keep)}
     return results

@@ -55,7 +55,9 @@ class Merged:
             self.synsets = tuple(sorted(set(self.synsets) | set(c.synsets)))
 
 
-def normalise_candidates(cands: list[Candidate], case: str) -> tuple[dict[str, list[Candidate]], Counter]:
+def normalise_candidates(
+    cands: list[Candidate], case: str
+) -> tuple[dict[str, list[Candidate]], Counter]:
     """Per source, candidates with normalised queries, best first; counts of what was dropped."""
     by_source: dict[str, dict[str, Candidate]] = {s: {} for s in SOURCES}
     dropped: Counter = Counter()
@@ -67,16 +69,24 @@ def normalise_candidates(cands: list[Candidate], case: str) -> tuple[dict[str, l
         seen = by_source[c.source].get(q)
         if seen is None or c.rank_key > seen.rank_key:
             by_source[c.source][q] = Candidate(**dict(c.__dict__, query=q))
-    ranked = {s: sorted(d.values(), key=lambda c: (-c.rank_key, c.query)) for s, d in by_source.items()}
+    ranked = {
+        s: sorted(d.values(), key=lambda c: (-c.rank_key, c.query)) for s, d in by_source.items()
+    }
     return ranked, dropped
 
 
-def fill_target(ranked: dict[str, list[Candidate]], weights: dict[str, float], target: int) -> list[tuple[str, str]]:
+def fill_target(
+    ranked: dict[str, list[Candidate]], weights: dict[str, float], target: int
+) -> list[tuple[str, str]]:
     """``(query, admitting source)`` in admission order: the weighted round robin described above."""
     order: list[tuple[str, str]] = []
     chosen: set[str] = set()
     pos = {s: 0 for s in SOURCES}
-    heap = [(1 / weights[s], i, s, 0) for i, s in enumerate(SOURCES) if weights.get(s, 0) > 0 and ranked[s]]
+    heap = [
+        (1 / weights[s], i, s, 0)
+        for i, s in enumerate(SOURCES)
+        if weights.get(s, 0) > 0 and ranked[s]
+    ]
     heapq.heapify(heap)
     while heap and len(order) < target:
         _, i, s, taken = heapq.heappop(heap)
@@ -92,7 +102,9 @@ def fill_target(ranked: dict[str, list[Candidate]], weights: dict[str, float], t
     return order
 
 
-def build_rows(cands: list[Candidate], weights: dict[str, float], target: int, case: str) -> tuple[list[dict], dict]:
+def build_rows(
+    cands: list[Candidate], weights: dict[str, float], target: int, case: str
+) -> tuple[list[dict], dict]:
     """The final rows (in rank order) and the facts the report needs."""
     ranked, dropped = normalise_candidates(cands, case)
     merged: dict[str, Merged] = {}
@@ -132,7 +144,9 @@ def _length_histogram(queries: list[str]) -> dict:
     }
 
 
-def report(cands: list[Candidate], rows: list[dict], facts: dict, thresholds: dict, stats: dict) -> dict:
+def report(
+    cands: list[Candidate], rows: list[dict], facts: dict, thresholds: dict, stats: dict
+) -> dict:
     """``report.json``: per-source counts before/after dedup, overlaps, thresholds, lengths, examples."""
     ranked, merged = facts["ranked"], facts["merged"]
     raw = Counter(c.source for c in cands)
@@ -153,7 +167,9 @@ def report(cands: list[Candidate], rows: list[dict], facts: dict, thresholds: di
     overlaps = {}
     for i, a in enumerate(SOURCES):
         for b in SOURCES[i + 1 :]:
-            overlaps[f"{a}&{b}"] = sum(1 for m in merged.values() if a in m.sources and b in m.sources)
+            overlaps[f"{a}&{b}"] = sum(
+                1 for m in merged.values() if a in m.sources and b in m.sources
+            )
     return {
         "queries": len(rows),
         "distinct_candidates": len(merged),

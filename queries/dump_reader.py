@@ -24,7 +24,7 @@ import bz2
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import IO, Iterator, Union
+from typing import IO, Iterator
 
 from pipeline import fs
 
@@ -64,7 +64,7 @@ class Split:
     compressed: bool
 
 
-Record = Union[Page, Skip]
+Record = Page | Skip
 
 
 def is_bz2(path: str) -> bool:
@@ -73,10 +73,14 @@ def is_bz2(path: str) -> bool:
         return STREAM_MAGIC.match(f.read(10)) is not None
 
 
-def plan_splits(path: str, split_bytes: int) -> list[Split]:
-    """Byte ranges of about ``split_bytes`` covering a file (one range for plain XML)."""
+def plan_splits(
+    path: str, split_bytes: int, min_splits: int = 1, min_split_bytes: int = 64 << 10
+) -> list[Split]:
+    """Byte ranges of at most ``split_bytes`` covering a file, at least ``min_splits`` of them where
+    each keeps ``min_split_bytes`` (one range for plain XML)."""
     total = fs.size(path)
     compressed = total >= 10 and is_bz2(path)
+    split_bytes = max(1, min(split_bytes, max(min_split_bytes, -(-total // min_splits))))
     if not compressed or total <= split_bytes:
         return [Split(path, 0, max(total, 1), compressed)]
     starts = list(range(0, total, split_bytes))
@@ -193,13 +197,19 @@ def _decompressed_blocks(f: IO[bytes], split: Split) -> Iterator[tuple[bytes | S
         data = f.read(READ_BLOCK)
         if not data:
             if fed and not dec.eof:
-                yield Skip("truncated", split.path, f"bz2 stream at byte {offset} ends early"), offset >= split.end
+                yield (
+                    Skip("truncated", split.path, f"bz2 stream at byte {offset} ends early"),
+                    offset >= split.end,
+                )
             return
         while True:
             try:  # bounded output: a tiny input can decompress to gigabytes
                 out = dec.decompress(data, max_length=OUT_BLOCK)
             except (OSError, EOFError) as e:
-                yield Skip("bz2_error", split.path, f"stream at byte {offset}: {e}"), offset >= split.end
+                yield (
+                    Skip("bz2_error", split.path, f"stream at byte {offset}: {e}"),
+                    offset >= split.end,
+                )
                 return
             data, fed = b"", True
             if out:
@@ -223,7 +233,11 @@ def read_split(split: Split, max_page_bytes: int = 64 << 20) -> Iterator[Record]
             if beyond_end and not splitter.pending:
                 return  # the next split owns the rest
             if isinstance(block, Skip):
-                yield Skip("truncated", split.path, "page cut off: " + block.detail) if splitter.pending else block
+                yield (
+                    Skip("truncated", split.path, "page cut off: " + block.detail)
+                    if splitter.pending
+                    else block
+                )
                 return
             for page in splitter.feed(block):
                 if isinstance(page, int):
@@ -236,7 +250,9 @@ def read_split(split: Split, max_page_bytes: int = 64 << 20) -> Iterator[Record]
         yield Skip("truncated", split.path, "file ends inside a <page>")
 
 
-def read_dump(path: str, split_bytes: int = 64 << 20, max_page_bytes: int = 64 << 20) -> Iterator[Record]:
+def read_dump(
+    path: str, split_bytes: int = 64 << 20, max_page_bytes: int = 64 << 20
+) -> Iterator[Record]:
     """Every page of a dump file, split by split, in one process (the plain-Python reading path)."""
     for split in plan_splits(path, split_bytes):
         yield from read_split(split, max_page_bytes)

@@ -56,7 +56,10 @@ class PageviewFilter:
                 raw_title = unquote(raw_title, errors="strict")
             except UnicodeDecodeError:
                 return "bad_title"
-        if ":" in raw_title and raw_title.split(":", 1)[0].replace(" ", "_").lower() in self.excluded:
+        if (
+            ":" in raw_title
+            and raw_title.split(":", 1)[0].replace(" ", "_").lower() in self.excluded
+        ):
             return "excluded_namespace"
         key = title_key(raw_title)
         if not key:
@@ -70,7 +73,9 @@ def hour_views(lines, flt: PageviewFilter, hour_min: int) -> tuple[Counter, Coun
     stats: Counter = Counter()
     for raw in lines:
         try:
-            line = raw.decode("utf-8").rstrip("\r\n") if isinstance(raw, bytes) else raw.rstrip("\r\n")
+            line = (
+                raw.decode("utf-8").rstrip("\r\n") if isinstance(raw, bytes) else raw.rstrip("\r\n")
+            )
         except UnicodeDecodeError:
             stats["pageview_line:malformed"] += 1
             continue

@@ -12,12 +12,13 @@ import json
 import math
 import os
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from queries import tokenize, wikitext
-from queries.dump_reader import Page, Record, Skip
+from queries.dump_reader import Record, Skip
 
 SOURCES = ("wiki_unigram", "wiki_bigram", "wiki_title", "wordnet")
 _QUALIFIER = re.compile(r"\s+\([^()]*\)$")
@@ -99,6 +100,25 @@ class TextCounter:
                 yield (kind, key), n
             counter.clear()
 
+    def drain_shards(self, n_shards: int):
+        """Yield ``((kind, shard), {key: count})``: everything counted so far in ``n_shards``
+        dicts per kind (a key always lands in the same shard, on any machine), and reset."""
+        for kind, counter in (("u", self.unigrams), ("b", self.bigrams), ("s", self.stats)):
+            if counter:
+                for shard, part in enumerate(shard_counts(counter, n_shards)):
+                    if part:
+                        yield (kind, shard), part
+            counter.clear()
+
+
+def shard_counts(counter: Counter, n_shards: int) -> list[dict]:
+    """Split counts into ``n_shards`` dicts by a stable hash of the key (CRC-32, not ``hash()``,
+    which differs between processes)."""
+    parts: list[dict] = [{} for _ in range(n_shards)]
+    for key, n in counter.items():
+        parts[zlib.crc32(key.encode("utf-8")) % n_shards][key] = n
+    return parts
+
 
 def pmi(c_xy: int, c_x: int, c_y: int, n: int) -> float:
     """Pointwise mutual information ``ln(c(xy) * N / (c(x) * c(y)))``, N = total word tokens."""
@@ -135,8 +155,16 @@ def _wordnet_dir() -> str | None:
     import sys
 
     homes = [p for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
-    homes += [str(Path.home() / "nltk_data"), *(os.path.join(sys.prefix, d) for d in ("nltk_data", "share/nltk_data", "lib/nltk_data"))]
-    homes += ["/usr/share/nltk_data", "/usr/local/share/nltk_data", "/usr/lib/nltk_data", "/usr/local/lib/nltk_data"]
+    homes += [
+        str(Path.home() / "nltk_data"),
+        *(os.path.join(sys.prefix, d) for d in ("nltk_data", "share/nltk_data", "lib/nltk_data")),
+    ]
+    homes += [
+        "/usr/share/nltk_data",
+        "/usr/local/share/nltk_data",
+        "/usr/lib/nltk_data",
+        "/usr/local/lib/nltk_data",
+    ]
     for home in homes:
         root = os.path.join(home, "corpora", "wordnet")
         if os.path.isfile(os.path.join(root, "data.noun")):
@@ -184,7 +212,8 @@ def wordnet_entries(mode: str = "all") -> list[tuple[str, list[str], int]]:
             names.setdefault(lemma, []).append(synset.name())
     freq = _lemma_frequencies(wn)
     entries = sorted(
-        (name.replace("_", " "), sorted(set(syns)), freq.get(name.lower(), 0)) for name, syns in names.items()
+        (name.replace("_", " "), sorted(set(syns)), freq.get(name.lower(), 0))
+        for name, syns in names.items()
     )
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)

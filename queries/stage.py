@@ -26,6 +26,7 @@ from queries.transforms import (
     TitleSource,
     UnigramSource,
 )
+from queries.wordnet_data import WordNetMissing
 
 DEMO_DUMP = "wiki/enwiki-20240101-pages-articles-multistream.xml.bz2"
 DEMO_PAGEVIEWS = "pageviews/pageviews-*.gz"
@@ -50,14 +51,18 @@ def resolve_inputs(run: RunConfig, cfg: QueriesConfig) -> tuple[list[str], list[
         dumps = fs.glob(fs.join(world, DEMO_DUMP))
         if not dumps:
             raise ConfigError(
-                "queries.wiki_dumps", f"no dump given and no demo world at {world} (run `wit demo-world` first)"
+                "queries.wiki_dumps",
+                f"no dump given and no demo world at {world} (run `wit demo-world` first)",
             )
     if cfg.pageviews:
         views = _expand(cfg.pageviews, "queries.pageviews")
     else:
         views = fs.glob(fs.join(world, DEMO_PAGEVIEWS))
         if not views:
-            raise ConfigError("queries.pageviews", f"no pageview files given and none in the demo world at {world}")
+            raise ConfigError(
+                "queries.pageviews",
+                f"no pageview files given and none in the demo world at {world}",
+            )
     return dumps, views
 
 
@@ -68,11 +73,19 @@ def _write_lines(pcoll, path: str, label: str):
 def build_pipeline(p, cfg: QueriesConfig, dumps: list[str], views: list[str], work: str) -> None:
     """Add the three Wikipedia sources to pipeline ``p``; each writes ``<work>/<source>.jsonl``."""
     lower = cfg.case == "lower"
-    wiki = p | "DumpPaths" >> beam.Create(dumps) | "Wiki" >> ReadWikiCounts(
-        cfg.split_mb << 20, cfg.max_page_mb << 20, lower
+    wiki = (
+        p
+        | "DumpPaths" >> beam.Create(dumps)
+        | "Wiki"
+        >> ReadWikiCounts(
+            cfg.split_mb << 20, cfg.max_page_mb << 20, lower, bigram_floor=cfg.bigram_min_count
+        )
     )
-    pv = p | "PageviewPaths" >> beam.Create(views) | "Pageviews" >> PageviewCounts(
-        cfg.pageview_projects, cfg.pageview_excluded, cfg.pageview_hour_min
+    pv = (
+        p
+        | "PageviewPaths" >> beam.Create(views)
+        | "Pageviews"
+        >> PageviewCounts(cfg.pageview_projects, cfg.pageview_excluded, cfg.pageview_hour_min)
     )
     titles = (pv["views"], wiki["titles"]) | "Titles" >> TitleSource(
         cfg.min_views, cfg.titles_in_dump, cfg.title_strip_qualifier, cfg.case
@@ -84,7 +97,11 @@ def build_pipeline(p, cfg: QueriesConfig, dumps: list[str], views: list[str], wo
         "wiki_title": titles["candidates"],
     }
     for name, pcoll in candidates.items():
-        _write_lines(pcoll | f"Json_{name}" >> beam.Map(Candidate.to_json), fs.join(work, f"{name}.jsonl"), f"Write_{name}")
+        _write_lines(
+            pcoll | f"Json_{name}" >> beam.Map(Candidate.to_json),
+            fs.join(work, f"{name}.jsonl"),
+            f"Write_{name}",
+        )
     stats = (
         (wiki["stats"], pv["stats"], titles["stats"])
         | "AllStats" >> beam.Flatten()
@@ -103,7 +120,11 @@ def _clear(work: str) -> None:
 
 
 def _read_lines(path: str) -> list[str]:
-    return [line for line in fs.read_text(path).splitlines() if line.strip()] if fs.exists(path) else []
+    return (
+        [line for line in fs.read_text(path).splitlines() if line.strip()]
+        if fs.exists(path)
+        else []
+    )
 
 
 def thresholds(cfg: QueriesConfig) -> dict:
@@ -132,13 +153,20 @@ def run(run: RunConfig, queries: QueriesConfig) -> dict:
     out_dir = Layout(run.out).queries
     work = fs.join(out_dir, "_work")
     _clear(work)
-    wordnet = sources.wordnet_candidates(cfg.wordnet, cfg.case)  # before any Beam work: fails fast if missing
+    try:  # before any Beam work, so a machine without WordNet fails fast
+        wordnet = sources.wordnet_candidates(cfg.wordnet, cfg.case)
+    except WordNetMissing as e:
+        raise ConfigError("queries.wordnet", str(e)) from None
 
     p = make_pipeline(run, "wit-queries")
     build_pipeline(p, cfg, dumps, views, work)
     p.run().wait_until_finish()
 
-    wiki = [Candidate.from_json(line) for s in sources.SOURCES[:3] for line in _read_lines(fs.join(work, f"{s}.jsonl"))]
+    wiki = [
+        Candidate.from_json(line)
+        for s in sources.SOURCES[:3]
+        for line in _read_lines(fs.join(work, f"{s}.jsonl"))
+    ]
     cands = wiki + list(wordnet)
     stats = dict(json.loads(line) for line in _read_lines(fs.join(work, "stats.jsonl")))
     rows, facts = assemble.build_rows(cands, cfg.weights(), cfg.target_size, cfg.case)
@@ -146,4 +174,8 @@ def run(run: RunConfig, queries: QueriesConfig) -> dict:
     rep["inputs"] = {"wiki_dumps": dumps, "pageviews": views}
     assemble.write_outputs(rows, rep, out_dir)
     per_source = {s: rep["sources"][s]["admitted_by"] for s in sources.SOURCES}
-    return {"queries": len(rows), "per_source": per_source, "candidates_by_source": {s: rep["sources"][s]["candidates"] for s in sources.SOURCES}}
+    return {
+        "queries": len(rows),
+        "per_source": per_source,
+        "candidates_by_source": {s: rep["sources"][s]["candidates"] for s in sources.SOURCES},
+    }

@@ -6,8 +6,10 @@ corpus-sized (148,730 names from a local lexicon) and is derived on the driver
 (:func:`queries.sources.wordnet_candidates`): through Beam's local runner, one element per name
 cost ~50 s for a 1 s job, and every remote worker would need the WordNet files.
 Counting pre-aggregates inside each bundle (a :class:`~queries.sources.TextCounter` drained when
-full and at the end of the bundle), so one element per distinct word per bundle crosses the
-shuffle instead of one per word occurrence.
+full and at the end of the bundle) and ships the counts as a few dicts per bundle, sharded by a
+stable hash of the word, which a combiner merges per shard: Beam's cost is per element, so this
+moves tens of dicts through the shuffle instead of one element per distinct word or bigram (or
+worse, per occurrence). Only the merged totals become one element per key.
 """
 
 from __future__ import annotations
@@ -31,17 +33,17 @@ def _count_stat(key: str, n: int) -> None:
 class ReadAndCountFn(beam.DoFn):
     """Reads one split of a dump and counts its words, bigrams and page outcomes per bundle."""
 
-    def __init__(self, lower: bool, max_page_bytes: int, max_entries: int):
+    def __init__(self, lower: bool, max_page_bytes: int, max_entries: int, n_shards: int):
         self.lower, self.max_page_bytes, self.max_entries = lower, max_page_bytes, max_entries
+        self.n_shards = n_shards
 
     def start_bundle(self):
         self.counter = sources.TextCounter(self.lower, self.max_entries)
 
     def _drain(self):
-        for (kind, key), n in self.counter.drain():
-            if kind == "s":
-                _count_stat(key, n)
-            yield (kind, key), n
+        for key, n in self.counter.stats.items():
+            _count_stat(key, n)
+        yield from self.counter.drain_shards(self.n_shards)
 
     def process(self, split):
         for rec in dump_reader.read_split(split, self.max_page_bytes):
@@ -56,35 +58,79 @@ class ReadAndCountFn(beam.DoFn):
             yield WindowedValue(kv, MIN_TIMESTAMP, [GlobalWindow()])
 
 
-def _split_counts(kv):
-    (kind, key), n = kv
+class MergeCounts(beam.CombineFn):
+    """Sums ``{key: count}`` dicts."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, counts):
+        for key, n in counts.items():
+            acc[key] = acc.get(key, 0) + n
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        merged = next(accs)
+        for acc in accs:
+            self.add_input(merged, acc)
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _explode(kv, bigram_floor: int):
+    """((kind, shard), {key: count}) -> tagged (key, count) elements; rare bigrams stay behind."""
+    (kind, _), counts = kv
     tag = {"u": "unigrams", "b": "bigrams", "s": "stats"}[kind]
-    return beam.pvalue.TaggedOutput(tag, (key, n))
+    floor = bigram_floor if kind == "b" else 1
+    for key, n in counts.items():
+        if n >= floor:
+            yield beam.pvalue.TaggedOutput(tag, (key, n))
 
 
 class ReadWikiCounts(beam.PTransform):
-    """Dump paths -> tagged PCollections ``unigrams``, ``bigrams``, ``stats`` (key, count) and
-    ``titles`` (title, kind) of namespace-0 pages."""
+    """Dump paths -> tagged PCollections ``unigrams``, ``bigrams`` (only those seen at least
+    ``bigram_floor`` times), ``stats`` (key, count) and ``titles`` (title, kind) of namespace-0 pages."""
 
-    def __init__(self, split_bytes: int, max_page_bytes: int, lower: bool, max_entries: int = 500_000):
+    def __init__(
+        self,
+        split_bytes: int,
+        max_page_bytes: int,
+        lower: bool,
+        max_entries: int = 500_000,
+        min_splits: int = 16,
+        n_shards: int = 64,
+        bigram_floor: int = 1,
+    ):
         super().__init__()
-        self.split_bytes, self.max_page_bytes = split_bytes, max_page_bytes
+        self.n_shards, self.bigram_floor = n_shards, bigram_floor
+        self.split_bytes, self.max_page_bytes, self.min_splits = (
+            split_bytes,
+            max_page_bytes,
+            min_splits,
+        )
         self.lower, self.max_entries = lower, max_entries
 
     def expand(self, paths):
         counted = (
             paths
-            | "PlanSplits" >> beam.FlatMap(dump_reader.plan_splits, self.split_bytes)
+            | "PlanSplits"
+            >> beam.FlatMap(dump_reader.plan_splits, self.split_bytes, self.min_splits)
             | "SpreadSplits" >> beam.Reshuffle()
             | "ReadAndCount"
-            >> beam.ParDo(ReadAndCountFn(self.lower, self.max_page_bytes, self.max_entries)).with_outputs(
-                "titles", main="counts"
-            )
+            >> beam.ParDo(
+                ReadAndCountFn(self.lower, self.max_page_bytes, self.max_entries, self.n_shards)
+            ).with_outputs("titles", main="counts")
         )
         split = (
             counted.counts
-            | "SumCounts" >> beam.CombinePerKey(sum)
-            | "ByKind" >> beam.Map(_split_counts).with_outputs("unigrams", "bigrams", "stats")
+            | "SumCounts" >> beam.CombinePerKey(MergeCounts())
+            | "ByKind"
+            >> beam.FlatMap(_explode, self.bigram_floor).with_outputs(
+                "unigrams", "bigrams", "stats"
+            )
         )
         return {
             "unigrams": split.unigrams,
@@ -106,7 +152,9 @@ class UnigramSource(beam.PTransform):
             unigrams
             | "AtLeastMinCount" >> beam.Filter(lambda kv, m: kv[1] >= m, self.min_count)
             | "ToCandidate"
-            >> beam.Map(lambda kv: Candidate(kv[0], "wiki_unigram", count=kv[1], rank_key=float(kv[1])))
+            >> beam.Map(
+                lambda kv: Candidate(kv[0], "wiki_unigram", count=kv[1], rank_key=float(kv[1]))
+            )
         )
 
 
@@ -122,7 +170,9 @@ def _attach(kv):
 
 def _score(rec, n: int):
     bigram, c_xy, c_x, c_y = rec
-    return Candidate(bigram, "wiki_bigram", count=c_xy, pmi=sources.pmi(c_xy, c_x, c_y, n), rank_key=0.0)
+    return Candidate(
+        bigram, "wiki_bigram", count=c_xy, pmi=sources.pmi(c_xy, c_x, c_y, n), rank_key=0.0
+    )
 
 
 class BigramSource(beam.PTransform):
@@ -140,8 +190,12 @@ class BigramSource(beam.PTransform):
         unigrams, bigrams = pcolls
         total = unigrams | "TotalTokens" >> beam.Values() | "SumTokens" >> beam.CombineGlobally(sum)
         # a word in a pair seen >= min_count times occurs >= min_count times itself
-        words = unigrams | "WordsAtLeastMin" >> beam.Filter(lambda kv, m: kv[1] >= m, self.min_count)
-        frequent = bigrams | "PairsAtLeastMin" >> beam.Filter(lambda kv, m: kv[1] >= m, self.min_count)
+        words = unigrams | "WordsAtLeastMin" >> beam.Filter(
+            lambda kv, m: kv[1] >= m, self.min_count
+        )
+        frequent = bigrams | "PairsAtLeastMin" >> beam.Filter(
+            lambda kv, m: kv[1] >= m, self.min_count
+        )
         by_x = frequent | "KeyByFirst" >> beam.Map(lambda kv: (kv[0].split(" ")[0], (kv[0], kv[1])))
         with_x = {"bigrams": by_x, "word": words} | "JoinFirst" >> beam.CoGroupByKey()
         by_y = (
@@ -169,7 +223,11 @@ class ReadHourFn(beam.DoFn):
     """One hourly pageview file -> (title, views in that hour) and tagged line statistics."""
 
     def __init__(self, projects, excluded_prefixes, hour_min: int):
-        self.projects, self.excluded_prefixes, self.hour_min = list(projects), list(excluded_prefixes), hour_min
+        self.projects, self.excluded_prefixes, self.hour_min = (
+            list(projects),
+            list(excluded_prefixes),
+            hour_min,
+        )
 
     def setup(self):
         self.flt = pageviews.PageviewFilter(self.projects, self.excluded_prefixes)
@@ -238,13 +296,25 @@ class TitleSource(beam.PTransform):
             {"views": views, "kind": dump_titles}
             | "JoinDumpTitles" >> beam.CoGroupByKey()
             | "Decide"
-            >> beam.FlatMap(_title_outcome, self.min_views, self.in_dump).with_outputs("stats", main="kept")
+            >> beam.FlatMap(_title_outcome, self.min_views, self.in_dump).with_outputs(
+                "stats", main="kept"
+            )
         )
         candidates = (
             outcome.kept
             | "ToQuery"
-            >> beam.Map(lambda kv, s, c: (sources.title_query(kv[0], s, c), kv[1]), self.strip_qualifier, self.case)
+            >> beam.Map(
+                lambda kv, s, c: (sources.title_query(kv[0], s, c), kv[1]),
+                self.strip_qualifier,
+                self.case,
+            )
             | "SumPerQuery" >> beam.CombinePerKey(sum)
-            | "ToCandidate" >> beam.Map(lambda kv: Candidate(kv[0], "wiki_title", views=kv[1], rank_key=float(kv[1])))
+            | "ToCandidate"
+            >> beam.Map(
+                lambda kv: Candidate(kv[0], "wiki_title", views=kv[1], rank_key=float(kv[1]))
+            )
         )
-        return {"candidates": candidates, "stats": outcome.stats | "SumStats" >> beam.CombinePerKey(sum)}
+        return {
+            "candidates": candidates,
+            "stats": outcome.stats | "SumStats" >> beam.CombinePerKey(sum),
+        }

@@ -38,13 +38,22 @@ def selection_row(url: str, caption: str, queries: dict[int, str]) -> dict:
     }
 
 
-def write_selection(out: str, rows: list[dict], per_part: int = 1000, cap: int | None = None, oversample: float = 1.0) -> None:
+def write_selection(
+    out: str,
+    rows: list[dict],
+    per_part: int = 1000,
+    cap: int | None = None,
+    oversample: float = 1.0,
+) -> None:
     """Write ``<out>/selection/part-NNNNN.parquet`` (sorted by uid per file) and config.json."""
     sel = os.path.join(out, "selection")
     os.makedirs(sel, exist_ok=True)
     for i, lo in enumerate(range(0, len(rows), per_part)):
         chunk = sorted(rows[lo : lo + per_part], key=lambda r: r["uid"])
-        pq.write_table(pa.Table.from_pylist(chunk, schema=SELECTION_SCHEMA), os.path.join(sel, f"part-{i:05d}.parquet"))
+        pq.write_table(
+            pa.Table.from_pylist(chunk, schema=SELECTION_SCHEMA),
+            os.path.join(sel, f"part-{i:05d}.parquet"),
+        )
     if cap is not None:
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump({"select": {"cap": cap, "oversample": oversample}}, f)

@@ -59,7 +59,10 @@ def write_wat(path: Path, pages: list, *, raw_payloads: list[bytes] = ()) -> Pat
     bodies += [(f"http://raw.example/{i}", b) for i, b in enumerate(raw_payloads)]
     for uri, body in bodies:
         record = writer.create_warc_record(
-            uri, "metadata", payload=io.BytesIO(body), warc_headers_dict={"Content-Type": "application/json"}
+            uri,
+            "metadata",
+            payload=io.BytesIO(body),
+            warc_headers_dict={"Content-Type": "application/json"},
         )
         writer.write_record(record)
     path.write_bytes(buf.getvalue())

@@ -23,6 +23,7 @@ def test_loss_equals_hand_computed_value():
     image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     text = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
     scale = torch.tensor(2.0)
+
     # logits_per_image = 2 * [[0.6, 0.0], [0.8, 1.0]]; per text = its transpose.
     def ce(row, i):
         return -row[i] + math.log(sum(math.exp(v) for v in row))
@@ -46,8 +47,15 @@ def test_gradients_reach_both_towers_and_the_temperature():
     model = small_model()
     images, texts = torch.randn(4, 3, 32, 32), torch.randint(1, 299, (4, 12))
     clip_loss(*model(images, texts)).backward()
-    for name in ("visual.conv1.weight", "visual.proj", "token_embedding.weight", "text_projection", "logit_scale",
-                 "transformer.resblocks.0.attn.in_proj_weight", "visual.transformer.resblocks.0.mlp.c_fc.weight"):
+    for name in (
+        "visual.conv1.weight",
+        "visual.proj",
+        "token_embedding.weight",
+        "text_projection",
+        "logit_scale",
+        "transformer.resblocks.0.attn.in_proj_weight",
+        "visual.transformer.resblocks.0.mlp.c_fc.weight",
+    ):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -117,12 +125,23 @@ def test_vit_b32_state_dict_matches_the_openai_layout_and_loads_strictly():
 def bpe() -> TrainedBPE:
     from pipeline.demo_world import scene as S
 
-    caps = [f"{n} {c} {s}s on a {b} background" for n in ("two", "three") for c in S.COLOURS for s in S.SHAPES for b in ("red", "blue")]
+    caps = [
+        f"{n} {c} {s}s on a {b} background"
+        for n in ("two", "three")
+        for c in S.COLOURS
+        for s in S.SHAPES
+        for b in ("red", "blue")
+    ]
     return TrainedBPE.train(caps * 3, vocab_size=400, context_length=8)
 
 
 def test_trained_bpe_keeps_the_end_token_when_truncating(bpe):
-    ids = bpe(["two red circles", "three purple diamonds on a yellow background with many more words here"])
+    ids = bpe(
+        [
+            "two red circles",
+            "three purple diamonds on a yellow background with many more words here",
+        ]
+    )
     assert ids.shape == (2, 8)
     assert bpe.eot_id == bpe.vocab_size - 1 == int(ids.max())
     short, long = ids.tolist()

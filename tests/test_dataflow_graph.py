@@ -44,15 +44,15 @@ DATAFLOW_ARGS = [
 ]
 
 
+def _refuse(*args, **kwargs):
+    raise AssertionError(f"network access during an offline build: {args[1:] or kwargs}")
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a connection fails loudly."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access during an offline build: {args[1:] or kwargs}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", _refuse)
+    monkeypatch.setattr(socket, "create_connection", _refuse)
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,6 @@ def dataflow_job():
     return result.job
 
 
-def _refuse(*args, **kwargs):
-    raise AssertionError(f"network access during an offline build: {args[1:] or kwargs}")
-
-
 def _transforms(job) -> dict[str, str]:
     return {t.unique_name: t.spec.urn for t in job.proto_pipeline.components.transforms.values()}
 
@@ -100,7 +96,10 @@ def test_dataflow_job_builds_offline_with_every_labelled_step(dataflow_job):
     ):
         assert step in names, step
     options = dataflow_job.options.get_all_options()
-    assert options["temp_location"].startswith(f"{BUCKET}/tmp") and options["project"] == "wit-offline-test"
+    assert (
+        options["temp_location"].startswith(f"{BUCKET}/tmp")
+        and options["project"] == "wit-offline-test"
+    )
 
 
 def test_per_query_combines_are_liftable_and_the_top_cap_fans_out(dataflow_job):

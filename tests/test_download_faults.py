@@ -52,8 +52,12 @@ def _options(port: int, **overrides) -> fetch.FetchOptions:
 
 
 def _download(port: int, modes, **overrides) -> dict[str, dict]:
-    rows = [base_row({"uid": m, "url": image_url(port, 5, "jpg", m), "caption": m}, m) for m in modes]
-    rows.append(base_row({"uid": "plain", "url": image_url(port, 5, "jpg"), "caption": "x"}, "plain"))
+    rows = [
+        base_row({"uid": m, "url": image_url(port, 5, "jpg", m), "caption": m}, m) for m in modes
+    ]
+    rows.append(
+        base_row({"uid": "plain", "url": image_url(port, 5, "jpg"), "caption": "x"}, "plain")
+    )
     downloader = ShardDownloader(_options(port, **overrides), images.ImageOptions())
     try:
         return {r["uid"]: r for r in downloader.download(rows)}
@@ -63,7 +67,9 @@ def _download(port: int, modes, **overrides) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def outcomes():
-    server_opts = dict(slow_seconds=3.0, drip_interval=0.3, oversized_bytes=4 << 20, prerender=((5, "jpg"),))
+    server_opts = dict(
+        slow_seconds=3.0, drip_interval=0.3, oversized_bytes=4 << 20, prerender=((5, "jpg"),)
+    )
     with serve(0, **server_opts) as server:
         yield _download(server.port, FAULT_MODES), server
 
@@ -98,7 +104,9 @@ def test_opt_out_can_be_disabled_and_scoped_to_other_agents():
         other_agent = _download(server.port, ["noai", "ua_noai"], user_agent="otherbot/1.0")
     assert ignore["noai"]["status"] == ignore["ua_noai"]["status"] == "success"
     assert other_agent["noai"]["error_message"] == "opted_out"
-    assert other_agent["ua_noai"]["status"] == "success"  # "wit-builder: noai" is not about otherbot
+    assert (
+        other_agent["ua_noai"]["status"] == "success"
+    )  # "wit-builder: noai" is not about otherbot
 
 
 def test_retry_after_beyond_the_bound_gives_up_at_once():

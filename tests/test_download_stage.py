@@ -49,7 +49,11 @@ def _rows(port: int, n: int = N, faults=FAULTS) -> list[dict]:
     for i in range(n):
         fmt = scene.scene_for(i, 0).fmt
         url = image_url(port, i, fmt, faults.get(i))
-        rows.append(selection_row(url, f"picture {i}", {i % 4: f"query{i % 4}", 10 + i % 3: f"other{i % 3}"}))
+        rows.append(
+            selection_row(
+                url, f"picture {i}", {i % 4: f"query{i % 4}", 10 + i % 3: f"other{i % 3}"}
+            )
+        )
     return rows
 
 
@@ -100,7 +104,9 @@ def oversampled(server, tmp_path_factory):
 def test_every_selected_row_appears_exactly_once(oversampled):
     out, rows, summary = oversampled
     shard_rows = _shard_rows(out)
-    assert collections.Counter(r["uid"] for r in shard_rows) == collections.Counter(r["uid"] for r in rows)
+    assert collections.Counter(r["uid"] for r in shard_rows) == collections.Counter(
+        r["uid"] for r in rows
+    )
     assert summary["selected"] == N and summary["shards"] == 4
     keys = [r["key"] for r in shard_rows]
     assert keys == sorted(keys) and len(set(keys)) == N
@@ -115,7 +121,10 @@ def test_faults_become_statuses(oversampled):
     assert outcome["bomb"]["status"] == "failed_to_resize"
     assert outcome["html"]["error_message"] == "not_an_image"
     assert outcome["noai"]["error_message"] == "opted_out"
-    assert outcome["redirect"]["status"] in ("success", "trimmed") and outcome["redirect"]["redirects"] == 3
+    assert (
+        outcome["redirect"]["status"] in ("success", "trimmed")
+        and outcome["redirect"]["redirects"] == 3
+    )
 
 
 def test_trim_back_to_cap(oversampled):
@@ -124,7 +133,9 @@ def test_trim_back_to_cap(oversampled):
     fetched = [r for r in shard_rows if r["status"] in ("success", "trimmed")]
     top = {}  # query -> the CAP smallest-ranked fetched pairs of that query
     for q in {q for r in fetched for q in r["selected_for"]}:
-        members = sorted((trim.rank(q, r["uid"]), r["uid"]) for r in fetched if q in r["selected_for"])
+        members = sorted(
+            (trim.rank(q, r["uid"]), r["uid"]) for r in fetched if q in r["selected_for"]
+        )
         top[q] = {uid for _, uid in members[:CAP]}
     for r in fetched:
         in_some_top = any(r["uid"] in top[q] for q in r["selected_for"])
@@ -143,7 +154,11 @@ def test_shards_read_with_webdataset_and_open_clip_style(oversampled):
     shard_rows = {r["key"]: r for r in _shard_rows(out)}
     tars = sorted(glob.glob(os.path.join(out, "shards", "*.tar")))
     # open_clip's pipeline: decode("pilrgb"), to_tuple("jpg;png;jpeg;webp", "txt")
-    ds = wds.WebDataset(tars, shardshuffle=False).decode("pilrgb").to_tuple("__key__", "jpg;png;jpeg;webp", "txt", "json")
+    ds = (
+        wds.WebDataset(tars, shardshuffle=False)
+        .decode("pilrgb")
+        .to_tuple("__key__", "jpg;png;jpeg;webp", "txt", "json")
+    )
     seen = 0
     for key, img, txt, meta in ds:
         seen += 1
@@ -157,16 +172,22 @@ def test_stats_and_report_equal_row_sums(oversampled):
     out, _, _ = oversampled
     shard_rows = _shard_rows(out)
     statuses = collections.Counter(r["status"] for r in shard_rows)
-    stats = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "shards", "*_stats.json")))]
+    stats = [
+        json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "shards", "*_stats.json")))
+    ]
     assert sum(s["count"] for s in stats) == len(shard_rows)
     assert sum(s["successes"] for s in stats) == statuses["success"]
     assert sum(s["failed_to_download"] for s in stats) == statuses["failed_to_download"]
     report = json.load(open(os.path.join(out, "reports", "download.json")))
     assert report["by_status"] == dict(statuses)
-    assert report["samples"] == len(shard_rows) and report["bytes"]["downloaded"] == sum(r["bytes"] for r in shard_rows)
+    assert report["samples"] == len(shard_rows) and report["bytes"]["downloaded"] == sum(
+        r["bytes"] for r in shard_rows
+    )
     assert report["by_reason"]["failed_to_download"]["http_404"] == 1
     assert report["timings"]["latency_p50_s"] is not None
-    assert IMG2DATASET_COLUMNS <= set(pq.read_schema(glob.glob(os.path.join(out, "shards", "00000.parquet"))[0]).names)
+    assert IMG2DATASET_COLUMNS <= set(
+        pq.read_schema(glob.glob(os.path.join(out, "shards", "00000.parquet"))[0]).names
+    )
 
 
 def test_rerun_skips_complete_shards(oversampled, server):
@@ -209,13 +230,24 @@ def test_retry_failed_refetches_only_retryable_failures(server, tmp_path):
     cfg = _config(server.port, retries=0)
     stage.run(RunConfig(out=out, workers=1, progress=False), cfg)
     first = {r["uid"]: r for r in _shard_rows(out)}
-    assert sorted(r["error_message"] for r in first.values() if r["status"] != "success") == ["http_404", "http_429", "http_503"]
+    assert sorted(r["error_message"] for r in first.values() if r["status"] != "success") == [
+        "http_404",
+        "http_429",
+        "http_503",
+    ]
     before = server.stats()["requests"]
-    stage.run(RunConfig(out=out, workers=1, progress=False), _config(server.port, retries=0, retry_failed=True))
+    stage.run(
+        RunConfig(out=out, workers=1, progress=False),
+        _config(server.port, retries=0, retry_failed=True),
+    )
     second = {r["uid"]: r for r in _shard_rows(out)}
-    assert server.stats()["requests"] - before == 2  # the 429 and the 503, not the 404 nor successes
+    assert (
+        server.stats()["requests"] - before == 2
+    )  # the 429 and the 503, not the 404 nor successes
     assert [r["error_message"] for r in second.values() if r["status"] != "success"] == ["http_404"]
-    assert all(second[u]["sha256"] == first[u]["sha256"] for u in first if first[u]["status"] == "success")
+    assert all(
+        second[u]["sha256"] == first[u]["sha256"] for u in first if first[u]["status"] == "success"
+    )
 
 
 def _cli(out: str, port: int) -> list[str]:
@@ -239,7 +271,9 @@ def _cli(out: str, port: int) -> list[str]:
 
 
 def _comparable(out: str):
-    rows = [{k: v for k, v in r.items() if k not in ("seconds", "retries")} for r in _shard_rows(out)]
+    rows = [
+        {k: v for k, v in r.items() if k not in ("seconds", "retries")} for r in _shard_rows(out)
+    ]
     return rows, _tar_members(out)
 
 
@@ -247,13 +281,21 @@ def test_kill_9_then_rerun_equals_clean_run(server, tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root}
     # Slow responses in two shards keep the run going long enough to be killed in the middle.
-    rows = _rows(server.port, n=N, faults={4: "404", 9: "bomb", 45: "slow_first_byte", 85: "slow_first_byte"})
+    rows = _rows(
+        server.port, n=N, faults={4: "404", 9: "bomb", 45: "slow_first_byte", 85: "slow_first_byte"}
+    )
     clean, killed = str(tmp_path / "clean"), str(tmp_path / "killed")
     for out in (clean, killed):
         write_selection(out, rows, per_part=50)
     cfg = _config(server.port, samples_per_shard=20, concurrency=4)
     stage.run(RunConfig(out=clean, workers=1, progress=False), cfg)
-    proc = subprocess.Popen(_cli(killed, server.port), env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli(killed, server.port),
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     staging = os.path.join(killed, "shards", "_staging")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(glob.glob(os.path.join(staging, "0*.parquet"))) < 2:
@@ -261,7 +303,51 @@ def test_kill_9_then_rerun_equals_clean_run(server, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)  # mid-run: some shards staged, others in flight
     proc.wait()
     assert glob.glob(os.path.join(staging, "0*.parquet"))
-    assert not os.path.exists(os.path.join(killed, "reports", "download.json")), "killed after the end"
+    assert not os.path.exists(os.path.join(killed, "reports", "download.json")), (
+        "killed after the end"
+    )
     stage.run(RunConfig(out=killed, workers=1, progress=False), cfg)
     assert _comparable(killed) == _comparable(clean)
     assert not glob.glob(os.path.join(killed, "shards", "**", "*.tmp-*"), recursive=True)
+
+
+def test_changed_image_options_refetch_instead_of_reusing(server, tmp_path):
+    out = str(tmp_path)
+    write_selection(out, _rows(server.port, n=8, faults={}))
+    stage.run(RunConfig(out=out, workers=1, progress=False), _config(server.port))
+    stage.run(RunConfig(out=out, workers=1, progress=False), _config(server.port, image_size=64))
+    sizes = {min(r["width"], r["height"]) for r in _shard_rows(out) if r["status"] == "success"}
+    assert sizes == {64}
+    assert all(b.startswith(b"\xff\xd8") for n, b in _tar_members(out).items() if n.endswith(".jpg"))
+
+
+def test_download_transform_in_a_test_pipeline(server, tmp_path):
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.download import phases
+    from pipeline.download.transforms import DownloadShards
+
+    out = str(tmp_path)
+    write_selection(out, _rows(server.port, n=30, faults={3: "404"}), per_part=12)
+    shards_dir = os.path.join(out, "shards")
+    tasks = phases.plan_tasks(sorted(glob.glob(os.path.join(out, "selection", "*.parquet"))), 10)
+    cfg = _config(server.port)
+    transform = DownloadShards(
+        shards_dir, stage.FetchOptions.from_config(cfg), stage.image_options(cfg), "jpg", cap=4
+    )
+    with TestPipeline(runner=FnApiRunner()) as p:
+        stats = p | beam.Create(tasks) | transform
+        counts = stats | beam.Map(lambda kv: (kv[0], kv[1]["count"]))
+        fetched = (
+            stats
+            | "Fetched" >> beam.Map(lambda kv: kv[1]["successes"] + kv[1]["trimmed"])
+            | beam.CombineGlobally(sum)
+        )
+        assert_that(counts, equal_to([(0, 10), (1, 10), (2, 10)]))
+        assert_that(fetched, equal_to([29]), label="CheckFetched")  # all but the 404
+    # cap 4 per query over 4 + 3 queries: at most 4 * 7 pairs survive
+    kept = sum(r["status"] == "success" for r in _shard_rows(out))
+    assert 4 <= kept <= 28

@@ -128,7 +128,9 @@ class CountingServer:
 
 
 async def _fetch_with(url: str, mapping: dict, allow=()):
-    opts = fetch.FetchOptions(timeout=2, connect_timeout=1, read_timeout=1, retries=0, allow_hosts=tuple(allow))
+    opts = fetch.FetchOptions(
+        timeout=2, connect_timeout=1, read_timeout=1, retries=0, allow_hosts=tuple(allow)
+    )
     async with fetch.Fetcher(opts, safety.StaticResolver(mapping)) as f:
         return await f.fetch(url)
 
@@ -139,9 +141,15 @@ def test_refusals_happen_before_connecting():
         port = target.port
         results = {
             "loopback_ip": await _fetch_with(f"http://127.0.0.1:{port}/a.jpg", {}),
-            "name_to_loopback": await _fetch_with(f"http://evil.test:{port}/a.jpg", {"evil.test": "127.0.0.1"}),
-            "name_to_private": await _fetch_with(f"http://intranet.test:{port}/a.jpg", {"intranet.test": "10.0.0.7"}),
-            "name_to_metadata": await _fetch_with("http://meta.test/latest", {"meta.test": "169.254.169.254"}),
+            "name_to_loopback": await _fetch_with(
+                f"http://evil.test:{port}/a.jpg", {"evil.test": "127.0.0.1"}
+            ),
+            "name_to_private": await _fetch_with(
+                f"http://intranet.test:{port}/a.jpg", {"intranet.test": "10.0.0.7"}
+            ),
+            "name_to_metadata": await _fetch_with(
+                "http://meta.test/latest", {"meta.test": "169.254.169.254"}
+            ),
         }
         connections_after_refusals = target.connections
         # An allowed host redirecting to a name that resolves to a private address.
@@ -151,10 +159,21 @@ def test_refusals_happen_before_connecting():
             {"ok.test": "127.0.0.1", "evil.test": "127.0.0.1"},
             allow=(f"ok.test:{hop.port}",),
         )
-        allowed = await _fetch_with(f"http://127.0.0.1:{port}/a.jpg", {}, allow=(f"127.0.0.1:{port}",))
-        return results, connections_after_refusals, redirect, hop.connections, allowed, target.connections
+        allowed = await _fetch_with(
+            f"http://127.0.0.1:{port}/a.jpg", {}, allow=(f"127.0.0.1:{port}",)
+        )
+        return (
+            results,
+            connections_after_refusals,
+            redirect,
+            hop.connections,
+            allowed,
+            target.connections,
+        )
 
-    results, refused_connections, redirect, hop_connections, allowed, final_connections = asyncio.run(scenario())
+    results, refused_connections, redirect, hop_connections, allowed, final_connections = (
+        asyncio.run(scenario())
+    )
     assert results["loopback_ip"].reason == "refused_loopback_address"
     assert results["name_to_loopback"].reason == "refused_loopback_address"
     assert results["name_to_private"].reason == "refused_private_address"
@@ -201,7 +220,9 @@ def test_resize_modes(mode, size, expected):
 
 
 def test_border_pads_white():
-    res = images.process_image(_jpeg(800, 400, (0, 0, 0)), images.ImageOptions(resize_mode="border"))
+    res = images.process_image(
+        _jpeg(800, 400, (0, 0, 0)), images.ImageOptions(resize_mode="border")
+    )
     img = Image.open(io.BytesIO(res.data)).convert("RGB")
     assert img.getpixel((128, 2))[0] > 240 and img.getpixel((128, 128))[0] < 20
 
@@ -223,7 +244,9 @@ def test_exif_orientation_is_applied():
 
 @pytest.mark.parametrize("fmt, pil", [("jpg", "JPEG"), ("webp", "WEBP"), ("png", "PNG")])
 def test_output_formats(fmt, pil):
-    res = images.process_image(_png(300, 200, "RGB", (1, 2, 3)), images.ImageOptions(output_format=fmt))
+    res = images.process_image(
+        _png(300, 200, "RGB", (1, 2, 3)), images.ImageOptions(output_format=fmt)
+    )
     assert Image.open(io.BytesIO(res.data)).format == pil
 
 

@@ -34,9 +34,15 @@ def test_dedup_keeps_every_source_and_its_evidence():
     assert by_q["paris"]["sources"] == ["wiki_unigram", "wiki_title"]
     assert (by_q["paris"]["count"], by_q["paris"]["views"]) == (500, 9000)
     assert by_q["new york"]["sources"] == ["wiki_bigram", "wiki_title"]
-    assert (by_q["new york"]["count"], by_q["new york"]["pmi"], by_q["new york"]["views"]) == (40, 6.5, 7000)
+    assert (by_q["new york"]["count"], by_q["new york"]["pmi"], by_q["new york"]["views"]) == (
+        40,
+        6.5,
+        7000,
+    )
     assert by_q["dog"]["synsets"] == ["dog.n.01", "frump.n.01"] and by_q["dog"]["count"] == 200
-    assert by_q["hot dog"]["sources"] == ["wiki_bigram", "wordnet"] and by_q["hot dog"]["synsets"] == ["frank.n.02"]
+    assert by_q["hot dog"]["sources"] == ["wiki_bigram", "wordnet"] and by_q["hot dog"][
+        "synsets"
+    ] == ["frank.n.02"]
     assert facts["dropped"]["wiki_title"] == 1
     assert [r["rank"] for r in rows] == list(range(1, 7))
 
@@ -60,16 +66,24 @@ def test_weighted_round_robin_order_and_prefix_stability():
 
 
 def test_weights_shape_the_mix():
-    cands = [Candidate(f"u{i}", "wiki_unigram", count=1000 - i, rank_key=1000 - i) for i in range(100)]
+    cands = [
+        Candidate(f"u{i}", "wiki_unigram", count=1000 - i, rank_key=1000 - i) for i in range(100)
+    ]
     cands += [Candidate(f"w{i}", "wordnet", rank_key=100 - i) for i in range(100)]
-    rows, _ = assemble.build_rows(cands, {"wiki_unigram": 3, "wiki_bigram": 0, "wiki_title": 0, "wordnet": 1}, 40, "lower")
+    rows, _ = assemble.build_rows(
+        cands, {"wiki_unigram": 3, "wiki_bigram": 0, "wiki_title": 0, "wordnet": 1}, 40, "lower"
+    )
     assert sum(r["source"] == "wiki_unigram" for r in rows) == 30
-    rows, _ = assemble.build_rows(cands, {"wiki_unigram": 1, "wiki_bigram": 0, "wiki_title": 0, "wordnet": 0}, 500, "lower")
+    rows, _ = assemble.build_rows(
+        cands, {"wiki_unigram": 1, "wiki_bigram": 0, "wiki_title": 0, "wordnet": 0}, 500, "lower"
+    )
     assert len(rows) == 100  # a weight of 0 leaves a source out
 
 
 def test_case_preserve():
-    rows, _ = assemble.build_rows([Candidate("Paris", "wiki_title", views=5, rank_key=5)], W, 10, "preserve")
+    rows, _ = assemble.build_rows(
+        [Candidate("Paris", "wiki_title", views=5, rank_key=5)], W, 10, "preserve"
+    )
     assert rows[0]["query"] == "Paris"
 
 
@@ -79,7 +93,9 @@ def test_query_id_is_stable_and_from_the_query_only():
     assert 0 <= assemble.query_id("x") < 2**63
     rows_a, _ = assemble.build_rows(_cands(), W, 100, "lower")
     rows_b, _ = assemble.build_rows(list(reversed(_cands())), {**W, "wordnet": 5}, 100, "lower")
-    assert {r["query"]: r["query_id"] for r in rows_a} == {r["query"]: r["query_id"] for r in rows_b}
+    assert {r["query"]: r["query_id"] for r in rows_a} == {
+        r["query"]: r["query_id"] for r in rows_b
+    }
     assert assemble.query_id("new york") == 0x7FFF_FFFF_FFFF_FFFF & int.from_bytes(
         __import__("hashlib").blake2b(b"new york", digest_size=8).digest(), "big"
     )
@@ -99,9 +115,15 @@ def test_outputs_and_report(tmp_path):
     rep = json.loads(open(paths["report"]).read())
     assert rep["sources"]["wiki_title"]["candidates"] == 3
     assert rep["sources"]["wiki_title"]["dropped_punctuation_only"] == 1
-    assert rep["sources"]["wiki_title"]["in_list"] == 2 and rep["sources"]["wiki_title"]["admitted_by"] == 0
+    assert (
+        rep["sources"]["wiki_title"]["in_list"] == 2
+        and rep["sources"]["wiki_title"]["admitted_by"] == 0
+    )
     assert rep["sources"]["wordnet"]["only_this_source"] == 1
-    assert rep["overlaps"]["wiki_unigram&wiki_title"] == 1 and rep["overlaps"]["wiki_bigram&wordnet"] == 1
+    assert (
+        rep["overlaps"]["wiki_unigram&wiki_title"] == 1
+        and rep["overlaps"]["wiki_bigram&wordnet"] == 1
+    )
     assert rep["length"]["words"] == {"1": 4, "2": 2}
     assert rep["thresholds"] == {"min_count": 100} and rep["input_stats"] == {"page:article": 3}
 

@@ -6,13 +6,25 @@ import collections
 import mwxml
 import pytest
 
-from queries.dump_reader import Page, PageSplitter, Skip, parse_page, plan_splits, read_dump, read_split
+from queries.dump_reader import (
+    Page,
+    PageSplitter,
+    Skip,
+    parse_page,
+    plan_splits,
+    read_dump,
+    read_split,
+)
 from queries.dump_writer import HEADER, DumpPage, page_xml, write_multistream, write_single_stream
 
 
 def _pages(n, words=30):
     return [
-        DumpPage(f"Page {i} & <co>", f"Text of '''page''' {i} [[link|linked]] é " * (i % words + 1), i + 1)
+        DumpPage(
+            f"Page {i} & <co>",
+            f"Text of '''page''' {i} [[link|linked]] é " * (i % words + 1),
+            i + 1,
+        )
         for i in range(n)
     ]
 
@@ -34,7 +46,10 @@ def dump(tmp_path):
 
 def test_matches_mwxml_on_a_whole_dump(dump):
     with bz2.open(dump) as f:
-        expected = [(p.title, p.namespace, p.id, p.redirect, next(iter(p)).text) for p in mwxml.Dump.from_file(f)]
+        expected = [
+            (p.title, p.namespace, p.id, p.redirect, next(iter(p)).text)
+            for p in mwxml.Dump.from_file(f)
+        ]
     ours = [(r.title, r.ns, r.page_id, r.redirect, r.text) for r in read_dump(dump)]
     assert ours == expected and len(ours) == 750
 
@@ -45,7 +60,9 @@ def test_every_page_once_whatever_the_splits(dump, split_bytes):
     records = [r for s in splits for r in read_split(s)]
     assert sorted(_ids(records)) == list(range(1, 751)) and not _skips(records)
     if split_bytes < 10**9:
-        assert len(splits) > 1 and sum(1 for s in splits if _ids(read_split(s))) > 1  # read in parallel
+        assert (
+            len(splits) > 1 and sum(1 for s in splits if _ids(read_split(s))) > 1
+        )  # read in parallel
 
 
 def test_streams_cutting_through_pages(tmp_path):
@@ -73,9 +90,18 @@ def test_single_stream_and_plain_xml(tmp_path):
 
 def test_redirect_and_namespace_fields(tmp_path):
     path = str(tmp_path / "d.xml.bz2")
-    write_multistream(path, [DumpPage("Paris, France", "#REDIRECT [[Paris]]", 1, redirect="Paris"), DumpPage("Talk:Paris", "hi", 2, ns=1)])
+    write_multistream(
+        path,
+        [
+            DumpPage("Paris, France", "#REDIRECT [[Paris]]", 1, redirect="Paris"),
+            DumpPage("Talk:Paris", "hi", 2, ns=1),
+        ],
+    )
     a, b = read_dump(path)
-    assert (a.title, a.redirect, a.ns) == ("Paris, France", "Paris", 0) and (b.title, b.ns) == ("Talk:Paris", 1)
+    assert (a.title, a.redirect, a.ns) == ("Paris, France", "Paris", 0) and (b.title, b.ns) == (
+        "Talk:Paris",
+        1,
+    )
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
@@ -99,32 +125,59 @@ def test_truncated_single_stream(tmp_path):
 
 def _stream_file(tmp_path, *page_blobs: bytes) -> str:
     path = tmp_path / "hostile.xml.bz2"
-    path.write_bytes(bz2.compress(HEADER.encode()) + bz2.compress(b"".join(page_blobs)) + bz2.compress(b"</mediawiki>\n"))
+    path.write_bytes(
+        bz2.compress(HEADER.encode())
+        + bz2.compress(b"".join(page_blobs))
+        + bz2.compress(b"</mediawiki>\n")
+    )
     return str(path)
 
 
 def test_bad_utf8_skips_only_that_page(tmp_path):
-    bad = page_xml(DumpPage("Bad", "caf\u00e9 PLACEHOLDER", 2)).encode().replace(b"PLACEHOLDER", b"\xff\xfe")
-    path = _stream_file(tmp_path, page_xml(DumpPage("A", "ok", 1)).encode(), bad, page_xml(DumpPage("C", "ok", 3)).encode())
+    bad = (
+        page_xml(DumpPage("Bad", "caf\u00e9 PLACEHOLDER", 2))
+        .encode()
+        .replace(b"PLACEHOLDER", b"\xff\xfe")
+    )
+    path = _stream_file(
+        tmp_path,
+        page_xml(DumpPage("A", "ok", 1)).encode(),
+        bad,
+        page_xml(DumpPage("C", "ok", 3)).encode(),
+    )
     records = list(read_dump(path))
     assert _ids(records) == [1, 3] and _skips(records) == {"bad_utf8": 1}
 
 
 def test_missing_or_deleted_text_and_broken_xml(tmp_path):
-    no_text = b"<page><title>NoText</title><ns>0</ns><id>2</id><revision><id>9</id></revision></page>"
+    no_text = (
+        b"<page><title>NoText</title><ns>0</ns><id>2</id><revision><id>9</id></revision></page>"
+    )
     deleted = b'<page><title>Del</title><ns>0</ns><id>3</id><revision><text deleted="deleted" /></revision></page>'
     empty = b'<page><title>Empty</title><ns>0</ns><id>4</id><revision><text bytes="0" /></revision></page>'
-    broken = b"<page><title>A & B</title><ns>0</ns><id>5</id><revision><text>x</text></revision></page>"
+    broken = (
+        b"<page><title>A & B</title><ns>0</ns><id>5</id><revision><text>x</text></revision></page>"
+    )
     no_ns = b"<page><title>X</title><id>6</id><revision><text>x</text></revision></page>"
-    path = _stream_file(tmp_path, page_xml(DumpPage("A", "ok", 1)).encode(), no_text, deleted, empty, broken, no_ns)
+    path = _stream_file(
+        tmp_path, page_xml(DumpPage("A", "ok", 1)).encode(), no_text, deleted, empty, broken, no_ns
+    )
     records = list(read_dump(path))
-    assert _ids(records) == [1, 4] and [r.text for r in records if isinstance(r, Page)] == ["ok", ""]
+    assert _ids(records) == [1, 4] and [r.text for r in records if isinstance(r, Page)] == [
+        "ok",
+        "",
+    ]
     assert _skips(records) == {"no_text": 2, "xml_error": 2}
 
 
 def test_giant_page_is_skipped_and_the_next_one_read(tmp_path):
     giant = page_xml(DumpPage("Giant", "word " * 600_000, 2)).encode()  # 3 MB: spans read blocks
-    path = _stream_file(tmp_path, page_xml(DumpPage("A", "ok", 1)).encode(), giant, page_xml(DumpPage("C", "ok", 3)).encode())
+    path = _stream_file(
+        tmp_path,
+        page_xml(DumpPage("A", "ok", 1)).encode(),
+        giant,
+        page_xml(DumpPage("C", "ok", 3)).encode(),
+    )
     records = list(read_dump(path, max_page_bytes=1 << 20))
     assert _ids(records) == [1, 3] and _skips(records) == {"too_large": 1}
     assert _ids(read_dump(path, max_page_bytes=8 << 20)) == [1, 2, 3]

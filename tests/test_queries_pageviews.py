@@ -14,7 +14,10 @@ from queries.pageviews import PageviewFilter, hour_views, read_hour_file, title_
         ("en.m Albert_Einstein 5 0", ("Albert Einstein", 5)),
         ("en caf%C3%A9_au_lait 7 0", ("Café au lait", 7)),  # percent-decoded, first letter upper
         ("en AC/DC 3 0", ("AC/DC", 3)),
-        ("en Star_Wars:_Episode_IV 4 0", ("Star Wars: Episode IV", 4)),  # a colon that is no namespace
+        (
+            "en Star_Wars:_Episode_IV 4 0",
+            ("Star Wars: Episode IV", 4),
+        ),  # a colon that is no namespace
         ("de Albert_Einstein 9 0", "other_project"),
         ("en.d word 9 0", "other_project"),  # Wiktionary
         ("en Special:Search 900 0", "excluded_namespace"),
@@ -44,7 +47,14 @@ def test_title_key():
 
 
 def test_hour_views_sum_projects_then_apply_hour_minimum():
-    lines = ["en Paris 3 0", "en.m Paris 2 0", "en Rome 4 0", "en Oslo 1 0", "garbage", "fr Paris 100 0"]
+    lines = [
+        "en Paris 3 0",
+        "en.m Paris 2 0",
+        "en Rome 4 0",
+        "en Oslo 1 0",
+        "garbage",
+        "fr Paris 100 0",
+    ]
     views, stats = hour_views(lines, PageviewFilter(), hour_min=5)
     assert views == {"Paris": 5}  # 3 + 2 reaches 5; Rome (4) and Oslo (1) do not
     assert stats == {
@@ -64,4 +74,6 @@ def test_read_gz_file_and_corrupt_gz(tmp_path):
     bad = tmp_path / "pageviews-20240101-010000.gz"
     bad.write_bytes(good.read_bytes()[:15])
     views, stats = read_hour_file(str(bad), PageviewFilter(), 1)
-    assert not views and sum(v for k, v in stats.items() if k.startswith("pageview_file:corrupt")) == 1
+    assert (
+        not views and sum(v for k, v in stats.items() if k.startswith("pageview_file:corrupt")) == 1
+    )

@@ -5,7 +5,14 @@ import math
 import pytest
 
 from queries.dump_reader import Page, Skip
-from queries.sources import TextCounter, pmi, title_query, wordnet_candidates, wordnet_entries
+from queries.sources import (
+    TextCounter,
+    pmi,
+    shard_counts,
+    title_query,
+    wordnet_candidates,
+    wordnet_entries,
+)
 
 
 def _page(title, text, ns=0, redirect=None):
@@ -14,17 +21,25 @@ def _page(title, text, ns=0, redirect=None):
 
 def test_text_counter_counts_words_bigrams_and_outcomes():
     c = TextCounter()
-    assert c.add(_page("NY", "New York is big. New York is old.{{Infobox|x=ignored words}}")) == ("NY", "article")
+    assert c.add(_page("NY", "New York is big. New York is old.{{Infobox|x=ignored words}}")) == (
+        "NY",
+        "article",
+    )
     assert c.add(_page("Talk:NY", "new new", ns=1)) is None
     assert c.add(_page("Big Apple", "#REDIRECT [[NY]]")) == ("Big Apple", "redirect")
     assert c.add(_page("NYC", "x", redirect="NY")) == ("NYC", "redirect")
-    assert c.add(_page("York (disambiguation)", "york york")) == ("York (disambiguation)", "disambiguation")
+    assert c.add(_page("York (disambiguation)", "york york")) == (
+        "York (disambiguation)",
+        "disambiguation",
+    )
     assert c.add(Skip("bad_utf8", "f")) is None
     assert c.unigrams == {"new": 2, "york": 2, "is": 2, "big": 1, "old": 1}
     assert c.bigrams == {"new york": 2, "york is": 2, "is big": 1, "is old": 1}
     drained = dict(c.drain())
     assert drained[("s", "page:article")] == 1 and drained[("s", "page:redirect")] == 2
-    assert drained[("s", "page:disambiguation")] == 1 and drained[("s", "page:other_namespace")] == 1
+    assert (
+        drained[("s", "page:disambiguation")] == 1 and drained[("s", "page:other_namespace")] == 1
+    )
     assert drained[("s", "page:skipped:bad_utf8")] == 1
     assert not c.unigrams and not c.stats  # drained
 
@@ -33,6 +48,19 @@ def test_text_counter_preserve_case_and_fullness():
     c = TextCounter(lower=False, max_entries=3)
     c.add(_page("A", "The the"))
     assert c.unigrams == {"The": 1, "the": 1} and c.bigrams == {"The the": 1} and c.full
+
+
+def test_drain_shards_is_stable_and_complete():
+    c = TextCounter()
+    c.add(_page("A", "alpha beta gamma delta alpha"))
+    shards = dict(c.drain_shards(4))
+    assert {k for k, _ in shards} == {"u", "b", "s"}
+    merged = {w: n for (kind, _), part in shards.items() if kind == "u" for w, n in part.items()}
+    assert merged == {"alpha": 2, "beta": 1, "gamma": 1, "delta": 1} and not c.unigrams
+    again = shard_counts({"alpha": 5, "beta": 1}, 4)  # the same key, the same shard, every time
+    assert [("alpha" in p, "beta" in p) for p in again] == [
+        ("alpha" in shards.get(("u", i), {}), "beta" in shards.get(("u", i), {})) for i in range(4)
+    ]
 
 
 def test_pmi_exact_values():

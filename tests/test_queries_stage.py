@@ -30,13 +30,17 @@ def test_tiny_world_end_to_end(tiny_out):
         assert bool(r["synsets"]) == ("wordnet" in r["sources"])
         assert r["query"] == " ".join(r["query"].lower().split())
     assert len({r["query"] for r in rows}) == len({r["query_id"] for r in rows}) == len(rows)
-    assert (tiny_out / "queries" / "queries.txt").read_text().splitlines() == [r["query"] for r in rows]
+    assert (tiny_out / "queries" / "queries.txt").read_text().splitlines() == [
+        r["query"] for r in rows
+    ]
     rep = json.loads((tiny_out / "queries" / "report.json").read_text())
     assert rep["input_stats"]["page:article"] > 0 and rep["input_stats"]["page:redirect"] > 0
     assert rep["input_stats"]["pageview_line:other_project"] > 0
     assert all(rep["sources"][s]["examples"] for s in SOURCES)
     by_source = {s: [r for r in rows if r["source"] == s] for s in SOURCES}
-    assert [r["count"] for r in by_source["wiki_unigram"]] == sorted((r["count"] for r in by_source["wiki_unigram"]), reverse=True)
+    assert [r["count"] for r in by_source["wiki_unigram"]] == sorted(
+        (r["count"] for r in by_source["wiki_unigram"]), reverse=True
+    )
 
 
 def test_no_inputs_is_a_config_error(tmp_path):
@@ -44,7 +48,10 @@ def test_no_inputs_is_a_config_error(tmp_path):
         run(RunConfig(out=str(tmp_path)), QueriesConfig())
     assert e.value.key == "queries.wiki_dumps"
     with pytest.raises(ConfigError) as e:
-        run(RunConfig(out=str(tmp_path)), QueriesConfig(wiki_dumps=[str(tmp_path / "nope-*.xml.bz2")]))
+        run(
+            RunConfig(out=str(tmp_path)),
+            QueriesConfig(wiki_dumps=[str(tmp_path / "nope-*.xml.bz2")]),
+        )
     assert e.value.key == "queries.wiki_dumps" and "nope-" in str(e.value)
 
 
@@ -69,7 +76,45 @@ def test_bad_config(values, key):
 def test_cli_flags_reach_the_config():
     from pipeline.cli import parse
 
-    _, configs, _ = parse(["queries", "--wiki-dumps", "a.xml.bz2", "b.xml.bz2", "--source-weights", "1", "0", "0", "1", "--wordnet", "head"])
+    _, configs, _ = parse(
+        [
+            "queries",
+            "--wiki-dumps",
+            "a.xml.bz2",
+            "b.xml.bz2",
+            "--source-weights",
+            "1",
+            "0",
+            "0",
+            "1",
+            "--wordnet",
+            "head",
+        ]
+    )
     cfg = configs["queries"]
     assert cfg.wiki_dumps == ["a.xml.bz2", "b.xml.bz2"] and cfg.wordnet == "head"
-    assert cfg.weights() == {"wiki_unigram": 1.0, "wiki_bigram": 0.0, "wiki_title": 0.0, "wordnet": 1.0}
+    assert cfg.weights() == {
+        "wiki_unigram": 1.0,
+        "wiki_bigram": 0.0,
+        "wiki_title": 0.0,
+        "wordnet": 1.0,
+    }
+
+
+def test_missing_wordnet_is_a_config_error_naming_both_remedies(tiny_out, tmp_path, monkeypatch):
+    """No WordNet on nltk's path and no Debian files: the real lookup fails with both remedies."""
+    import nltk
+
+    from queries import sources, wordnet_data
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "no_nltk_data")])
+    monkeypatch.setattr(wordnet_data, "DEBIAN_DIR", tmp_path / "no_debian_wordnet")
+    monkeypatch.setattr(sources, "_wordnet_dir", lambda: None)
+    sources.wordnet_candidates.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as e:
+            run(RunConfig(out=str(tiny_out)), QueriesConfig(**TINY))
+    finally:
+        sources.wordnet_candidates.cache_clear()
+    assert e.value.key == "queries.wordnet"
+    assert "nltk.download" in str(e.value) and "wordnet-base" in str(e.value)

@@ -13,10 +13,16 @@ from queries import tokenize
         ("don\u2019t", ["don't"]),  # typographic apostrophe folded
         ("'quoted' parents'", ["quoted", "parents"]),  # edge apostrophes dropped
         ("well-known x- -y", ["well-known", "x", "y"]),  # internal hyphen joins, edge hyphen drops
-        ("1999 3.14 mp3 1990s covid-19", ["mp3", "1990s", "covid-19"]),  # digit-only runs are not words
+        (
+            "1999 3.14 mp3 1990s covid-19",
+            ["mp3", "1990s", "covid-19"],
+        ),  # digit-only runs are not words
         ("Straße Köln 東京 naïve", ["straße", "köln", "東京", "naïve"]),  # Unicode letters
         ("nai\u0308ve", ["naïve"]),  # NFKC composes decomposed accents
-        ("\uff26\uff55\uff4c\uff4c ﬁne", ["full", "fine"]),  # NFKC folds full-width forms, ligatures
+        (
+            "\uff26\uff55\uff4c\uff4c ﬁne",
+            ["full", "fine"],
+        ),  # NFKC folds full-width forms, ligatures
         ("a\u2013b", ["a", "b"]),  # en dash splits
         ("snake_case", ["snake", "case"]),  # underscore is not a word character
     ],
@@ -31,8 +37,20 @@ def test_preserve_case():
 
 def test_runs_break_at_punctuation_digits_and_newlines():
     runs = tokenize.word_runs("New York is big, very big.\nNext line in 1999 again")
-    assert runs == [["new", "york", "is", "big"], ["very", "big"], ["next", "line", "in"], ["again"]]
-    assert tokenize.bigrams(runs) == ["new york", "york is", "is big", "very big", "next line", "line in"]
+    assert runs == [
+        ["new", "york", "is", "big"],
+        ["very", "big"],
+        ["next", "line", "in"],
+        ["again"],
+    ]
+    assert tokenize.bigrams(runs) == [
+        "new york",
+        "york is",
+        "is big",
+        "very big",
+        "next line",
+        "line in",
+    ]
 
 
 def test_tabs_and_multiple_spaces_do_not_break():
@@ -52,6 +70,8 @@ def test_normalise_query(raw, case, expected):
     assert tokenize.normalise_query(raw, case) == expected
 
 
-@pytest.mark.parametrize("q, expected", [("", True), ("!!!", True), ("- -", True), ("a!", False), ("42", False)])
+@pytest.mark.parametrize(
+    "q, expected", [("", True), ("!!!", True), ("- -", True), ("a!", False), ("42", False)]
+)
 def test_punctuation_only(q, expected):
     assert tokenize.is_punctuation_only(q) is expected

@@ -11,7 +11,13 @@ from pipeline.beam_runner import make_pipeline
 from pipeline.config import RunConfig
 from queries.dump_writer import DumpPage, write_multistream
 from queries.sources import Candidate
-from queries.transforms import BigramSource, PageviewCounts, ReadWikiCounts, TitleSource, UnigramSource
+from queries.transforms import (
+    BigramSource,
+    PageviewCounts,
+    ReadWikiCounts,
+    TitleSource,
+    UnigramSource,
+)
 
 
 def _pipeline():
@@ -38,7 +44,11 @@ def dump(tmp_path):
 
 def test_read_wiki_counts(dump):
     with _pipeline() as p:
-        out = p | beam.Create([dump]) | ReadWikiCounts(split_bytes=200, max_page_bytes=1 << 20, lower=True)
+        out = (
+            p
+            | beam.Create([dump])
+            | ReadWikiCounts(split_bytes=200, max_page_bytes=1 << 20, lower=True, n_shards=3)
+        )
         assert_that(
             out["unigrams"],
             equal_to([("new", 2), ("york", 2), ("is", 4), ("big", 1), ("old", 1), ("it", 2)]),
@@ -46,30 +56,75 @@ def test_read_wiki_counts(dump):
         )
         assert_that(
             out["bigrams"],
-            equal_to([("new york", 2), ("york is", 2), ("is big", 1), ("is old", 1), ("is it", 1), ("it is", 1)]),
+            equal_to(
+                [
+                    ("new york", 2),
+                    ("york is", 2),
+                    ("is big", 1),
+                    ("is old", 1),
+                    ("is it", 1),
+                    ("it is", 1),
+                ]
+            ),
             label="bigrams",
         )
         assert_that(
             out["titles"],
-            equal_to([("New York", "article"), ("It", "article"), ("Big Apple", "redirect"), ("York (disambiguation)", "disambiguation")]),
+            equal_to(
+                [
+                    ("New York", "article"),
+                    ("It", "article"),
+                    ("Big Apple", "redirect"),
+                    ("York (disambiguation)", "disambiguation"),
+                ]
+            ),
             label="titles",
         )
         stats = out["stats"] | beam.Filter(lambda kv: kv[0].startswith("page:"))
         assert_that(
             stats,
-            equal_to([("page:article", 2), ("page:redirect", 1), ("page:other_namespace", 1), ("page:disambiguation", 1)]),
+            equal_to(
+                [
+                    ("page:article", 2),
+                    ("page:redirect", 1),
+                    ("page:other_namespace", 1),
+                    ("page:disambiguation", 1),
+                ]
+            ),
             label="stats",
         )
 
 
+def test_read_wiki_counts_bigram_floor_and_small_bundles(dump):
+    with _pipeline() as p:
+        out = (
+            p
+            | beam.Create([dump])
+            | ReadWikiCounts(200, 1 << 20, True, max_entries=2, bigram_floor=2)
+        )
+        assert_that(out["bigrams"], equal_to([("new york", 2), ("york is", 2)]), label="bigrams")
+        assert_that(
+            out["unigrams"] | beam.Values() | beam.CombineGlobally(sum), equal_to([12]), label="n"
+        )
+
+
 UNIGRAMS = [("new", 2), ("york", 2), ("is", 4), ("big", 1), ("old", 1), ("it", 2)]  # N = 12
-BIGRAMS = [("new york", 2), ("york is", 2), ("is big", 1), ("is old", 1), ("is it", 1), ("it is", 1)]
+BIGRAMS = [
+    ("new york", 2),
+    ("york is", 2),
+    ("is big", 1),
+    ("is old", 1),
+    ("is it", 1),
+    ("it is", 1),
+]
 
 
 def test_unigram_source_threshold():
     with _pipeline() as p:
         out = p | beam.Create(UNIGRAMS) | UnigramSource(min_count=2) | beam.Map(_as_tuple)
-        assert_that(out, equal_to([(w, "wiki_unigram", c, None, None) for w, c in UNIGRAMS if c >= 2]))
+        assert_that(
+            out, equal_to([(w, "wiki_unigram", c, None, None) for w, c in UNIGRAMS if c >= 2])
+        )
 
 
 @pytest.mark.parametrize(
@@ -102,25 +157,55 @@ def test_pageview_counts_and_title_source(tmp_path):
         path = tmp_path / f"pageviews-20240101-{i:02d}0000.gz"
         path.write_bytes(gzip.compress(text.encode()))
         paths.append(str(path))
-    dump_titles = [("Paris", "article"), ("Big Apple", "redirect"), ("Rome", "article"), ("York (disambiguation)", "disambiguation")]
-    dump_titles += [("Mercury (planet)", "article"), ("Mercury (element)", "article"), ("Mercury", "article")]
+    dump_titles = [
+        ("Paris", "article"),
+        ("Big Apple", "redirect"),
+        ("Rome", "article"),
+        ("York (disambiguation)", "disambiguation"),
+    ]
+    dump_titles += [
+        ("Mercury (planet)", "article"),
+        ("Mercury (element)", "article"),
+        ("Mercury", "article"),
+    ]
     with _pipeline() as p:
         pv = p | beam.Create(paths) | PageviewCounts(["en", "en.m"], ["Special"], hour_min=2)
-        titles = (pv["views"], p | "Dump" >> beam.Create(dump_titles)) | TitleSource(1000, True, True, "lower")
+        titles = (pv["views"], p | "Dump" >> beam.Create(dump_titles)) | TitleSource(
+            1000, True, True, "lower"
+        )
         assert_that(
             titles["candidates"] | beam.Map(_as_tuple),
             equal_to(
                 [
-                    ("paris", "wiki_title", None, None, 1100),  # 1 view in hour 2 is under the hour minimum
+                    (
+                        "paris",
+                        "wiki_title",
+                        None,
+                        None,
+                        1100,
+                    ),  # 1 view in hour 2 is under the hour minimum
                     ("big apple", "wiki_title", None, None, 1700),  # a redirect's own views
-                    ("mercury", "wiki_title", None, None, 3100),  # (planet) + (element); 'Mercury' < 1000
+                    (
+                        "mercury",
+                        "wiki_title",
+                        None,
+                        None,
+                        3100,
+                    ),  # (planet) + (element); 'Mercury' < 1000
                 ]
             ),
             label="titles",
         )
         assert_that(
             titles["stats"],
-            equal_to([("title:kept", 4), ("title:below_min_views", 2), ("title:disambiguation", 1), ("title:not_in_dump", 1)]),
+            equal_to(
+                [
+                    ("title:kept", 4),
+                    ("title:below_min_views", 2),
+                    ("title:disambiguation", 1),
+                    ("title:not_in_dump", 1),
+                ]
+            ),
             label="title_stats",
         )
         line_stats = pv["stats"] | beam.Filter(lambda kv: kv[0].startswith("pageview"))

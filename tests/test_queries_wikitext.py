@@ -22,9 +22,15 @@ def _words(wikitext):
         ("[[Image:P.jpg|left]] [[Media:a.ogg]] text", ["text"]),
         ("text [[Category:Cities in France]]", ["text"]),  # categories removed
         ("text [[fr:Paris]] [[de:Paris]] [[zh-yue:巴黎]]", ["text"]),  # interlanguage removed
-        ("see [[:Category:Cities|the cities]]", ["see", "the", "cities"]),  # visible category link kept
+        (
+            "see [[:Category:Cities|the cities]]",
+            ["see", "the", "cities"],
+        ),  # visible category link kept
         ("'''bold''' and ''italic'' <small>small</small>", ["bold", "and", "italic", "small"]),
-        ("[https://example.org the site] here", ["the", "site", "here"]),  # external link title kept
+        (
+            "[https://example.org the site] here",
+            ["the", "site", "here"],
+        ),  # external link title kept
         ("a <!-- hidden words --> b __NOTOC__", ["a", "b"]),  # comments, magic words removed
         ("x <math>e^{i pi}</math> <gallery>a.jpg|cap</gallery> y", ["x", "y"]),
         ("AT&amp;T &nbsp;", ["at", "t"]),  # entities decoded
@@ -41,7 +47,11 @@ def test_headings_and_list_items_break_runs():
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("#REDIRECT [[Paris]]", True), ("  #redirect: [[Paris]]", True), ("Paris #REDIRECT [[x]]", False)],
+    [
+        ("#REDIRECT [[Paris]]", True),
+        ("  #redirect: [[Paris]]", True),
+        ("Paris #REDIRECT [[x]]", False),
+    ],
 )
 def test_redirect(text, expected):
     assert is_redirect_text(text) is expected

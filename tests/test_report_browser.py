@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -60,9 +61,12 @@ def test_script_builds_the_query_table_sorted_by_matches(report, tmp_path):
     assert re.search(r'<table id="qtable"[^>]*data-ready="1"', dom)
     rows = table_rows(dom)
     assert len(rows) == 17
-    matches = [int(r[3]) for r in rows]
+    matches = [int(r[3].replace(",", "")) for r in rows]
     assert matches == sorted(matches, reverse=True) and rows[0][1] == "red"
     assert "showing 17 of 17 matching queries" in dom
+    # 63-bit query ids must survive JavaScript exactly (as JSON numbers they would be rounded)
+    data = json.loads((report.parent / "report.json").read_text())
+    assert {r[0] for r in rows} == {str(r[0]) for r in data["table"]["rows"]}
 
 
 def test_filter_from_the_url_hash_narrows_the_table(report, tmp_path):

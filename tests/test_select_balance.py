@@ -18,7 +18,7 @@ def synthetic(n_pairs: int, n_queries: int, seed: int = 7) -> list[tuple[str, tu
     rng = random.Random(seed)
     weights = [1.0 / (r + 1) for r in range(n_queries)]
     rows = []
-    for i in range(n_pairs):
+    for _i in range(n_pairs):
         k = rng.choice((1, 1, 2, 3))
         qs = tuple(sorted(set(rng.choices(range(n_queries), weights, k=k))))
         rows.append((f"{rng.getrandbits(128):032x}", qs))
@@ -85,7 +85,10 @@ def test_probabilistic_keep_probability_is_metaclip_formula():
     """A pair matching two capped queries is kept with 1 - (1-p1)(1-p2)."""
     counts, quota, seed = {1: 400, 2: 200}, 100, 5
     n = 40_000
-    kept = sum(bool(balance.admit_probabilistic(f"{i:032x}", (1, 2), counts, quota, seed)) for i in range(n))
+    kept = sum(
+        bool(balance.admit_probabilistic(f"{i:032x}", (1, 2), counts, quota, seed))
+        for i in range(n)
+    )
     p = 1 - (1 - 0.25) * (1 - 0.5)
     assert abs(kept - n * p) <= 5 * math.sqrt(n * p * (1 - p))
 
@@ -96,7 +99,9 @@ def test_decisions_do_not_depend_on_order_or_seed_reuse():
     assert balance.draw(0, 7, uid) != balance.draw(1, 7, uid) != balance.draw(0, 8, uid)
 
 
-@pytest.mark.parametrize("cap, factor, expected", [(100, 1.0, 100), (100, 1.5, 150), (3, 1.34, 4), (7, 1.0, 7)])
+@pytest.mark.parametrize(
+    "cap, factor, expected", [(100, 1.0, 100), (100, 1.5, 150), (3, 1.34, 4), (7, 1.0, 7)]
+)
 def test_quota(cap, factor, expected):
     assert balance.quota(cap, factor) == expected
 

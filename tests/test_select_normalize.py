@@ -30,7 +30,11 @@ def test_clean_caption(raw, clean):
     [
         ("http://example.com/a.jpg", "http://example.com/a.jpg", ""),
         ("HTTPS://Example.com/a.JPG", "https://example.com/a.JPG", ""),
-        ("http://bücher.example/b.jpg", "http://xn--bcher-kva.example/b.jpg", ""),  # IDN -> punycode
+        (
+            "http://bücher.example/b.jpg",
+            "http://xn--bcher-kva.example/b.jpg",
+            "",
+        ),  # IDN -> punycode
         ("http://xn--bcher-kva.example/b.jpg", "http://xn--bcher-kva.example/b.jpg", ""),
         ("data:image/png;base64,AAAA", None, "url_data_uri"),
         ("ftp://example.com/a.jpg", None, "url_not_http"),
@@ -62,7 +66,11 @@ def test_clean_url(url, expected, reason):
         ("http://e.com/a.jpg", "x" * 1_000_000, "caption_too_long"),  # 1 MB alt text
         ("http://e.com/a.jpg", "   \n ", "caption_empty"),
         ("http://e.com/a.jpg", "bad \udcff bytes", "invalid_utf8"),  # lone surrogate
-        ("http://e.com/a.jpg", "bad \ufffd bytes", "invalid_utf8"),  # replacement char from decoding
+        (
+            "http://e.com/a.jpg",
+            "bad \ufffd bytes",
+            "invalid_utf8",
+        ),  # replacement char from decoding
         ("data:image/gif;base64,R0lGOD", "a fine caption", "url_data_uri"),
         ("http://e.com/a.svg", "a fine caption", "url_non_photo_extension"),
     ],

@@ -19,7 +19,9 @@ SPEC = ReaderSpec()
 def read(path, spec=SPEC):
     tally: Counter = Counter()
     pairs = list(iter_pairs(str(path), spec, tally))
-    assert tally["units"] == tally["pairs"] + sum(v for k, v in tally.items() if k.startswith("drop:"))
+    assert tally["units"] == tally["pairs"] + sum(
+        v for k, v in tally.items() if k.startswith("drop:")
+    )
     assert tally["pairs"] == len(pairs)
     return pairs, tally
 
@@ -39,7 +41,10 @@ def test_wat_links_resolution(tmp_path):
         {"path": "A@/href", "url": "/next.html", "text": "a link, not an image"},
         "not even a dict",
     ]
-    path = write_wat(tmp_path / "a.warc.wat.gz", [(page, links), ("http://x.example/d/p.html", [img("i.jpg", "with base")], "/base/dir/")])
+    path = write_wat(
+        tmp_path / "a.warc.wat.gz",
+        [(page, links), ("http://x.example/d/p.html", [img("i.jpg", "with base")], "/base/dir/")],
+    )
     pairs, tally = read(path)
     got = {p.caption: p.url for p in pairs}
     assert got == {
@@ -64,10 +69,16 @@ def test_hostile_wat_payloads_are_counted(tmp_path):
         b'{"Envelope": {"Payload-Metadata": "oops"}}',
         b"[1, 2, 3]",
         b'{"no": "envelope"}',
-        json.dumps(envelope("http://e.com/p", [img("a.jpg", "caf\u00e9 ok")])).encode().replace(b"caf\\u00e9", b"caf\xe9"),
+        json.dumps(envelope("http://e.com/p", [img("a.jpg", "caf\u00e9 ok")]))
+        .encode()
+        .replace(b"caf\\u00e9", b"caf\xe9"),
         b"[" * 100_000,  # deep nesting
     ]
-    path = write_wat(tmp_path / "h.warc.wat.gz", [("http://e.com/big", [img("big.jpg", big_alt)])], raw_payloads=raw)
+    path = write_wat(
+        tmp_path / "h.warc.wat.gz",
+        [("http://e.com/big", [img("big.jpg", big_alt)])],
+        raw_payloads=raw,
+    )
     pairs, tally = read(path)
     assert tally["error:wat_bad_json"] == 2  # not json, nesting
     assert tally["error:wat_no_envelope"] == 2
@@ -77,16 +88,24 @@ def test_hostile_wat_payloads_are_counted(tmp_path):
 
 
 def test_invalid_utf8_inside_a_string_keeps_the_page(tmp_path):
-    body = json.dumps(envelope("http://e.com/p", [img("a.jpg", "good alt"), img("b.jpg", "BAD")])).encode()
+    body = json.dumps(
+        envelope("http://e.com/p", [img("a.jpg", "good alt"), img("b.jpg", "BAD")])
+    ).encode()
     body = body.replace(b"BAD", b"B\xffD")
     path = write_wat(tmp_path / "u.warc.wat.gz", [], raw_payloads=[body])
     pairs, tally = read(path)
     assert tally["error:wat_invalid_utf8"] == 1
-    assert sorted(p.caption for p in pairs) == ["B\ufffdD", "good alt"]  # the filter drops the U+FFFD one
+    assert sorted(p.caption for p in pairs) == [
+        "B\ufffdD",
+        "good alt",
+    ]  # the filter drops the U+FFFD one
 
 
 def test_truncated_wat_file(tmp_path):
-    full = write_wat(tmp_path / "full.warc.wat.gz", [(f"http://e.com/{i}", [img(f"{i}.jpg", f"caption {i}")]) for i in range(20)])
+    full = write_wat(
+        tmp_path / "full.warc.wat.gz",
+        [(f"http://e.com/{i}", [img(f"{i}.jpg", f"caption {i}")]) for i in range(20)],
+    )
     data = full.read_bytes()
     cut = tmp_path / "cut.warc.wat.gz"
     cut.write_bytes(data[: len(data) - 60])
@@ -103,14 +122,20 @@ def test_missing_file_is_counted(tmp_path):
     assert pairs == [] and any(k.startswith("error:file_unreadable") for k in tally)
 
 
-ROWS = [("http://e.com/1.jpg", "one caption"), ("http://e.com/2.jpg", "two, with \"quotes\"\tand tab")]
+ROWS = [
+    ("http://e.com/1.jpg", "one caption"),
+    ("http://e.com/2.jpg", 'two, with "quotes"\tand tab'),
+]
 
 
 def _write_table(path, header=True):
     name = str(path).removesuffix(".gz")
     opener = gzip.open if str(path).endswith(".gz") else open
     if name.endswith(".parquet"):
-        pq.write_table(pa.table({"URL": [r[0] for r in ROWS] + [None], "TEXT": [r[1] for r in ROWS] + ["x"]}), path)
+        pq.write_table(
+            pa.table({"URL": [r[0] for r in ROWS] + [None], "TEXT": [r[1] for r in ROWS] + ["x"]}),
+            path,
+        )
         return
     with opener(path, "wt", encoding="utf-8", newline="") as f:
         if name.endswith(".jsonl"):

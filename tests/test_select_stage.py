@@ -33,9 +33,17 @@ def make_inputs(root: Path, pages: int = 240) -> tuple[list[str], list[str], Pat
     page_list = []
     for i in range(pages):
         links = [img(f"/img/{i}/{j}.jpg", _caption(rng)) for j in range(8)]
-        links += [img("/logo.svg", "the site logo"), img(f"/img/{i}/x.jpg"), img("data:image/gif;base64,AA", "a dog")]
-        links.append(img("//cdn.example.org/shared.jpg", "a cat photo"))  # the same pair on every page
-        page_list.append((f"http://site{i % 9}.example/p/{i}.html", links, "/" if i % 4 == 0 else None))
+        links += [
+            img("/logo.svg", "the site logo"),
+            img(f"/img/{i}/x.jpg"),
+            img("data:image/gif;base64,AA", "a dog"),
+        ]
+        links.append(
+            img("//cdn.example.org/shared.jpg", "a cat photo")
+        )  # the same pair on every page
+        page_list.append(
+            (f"http://site{i % 9}.example/p/{i}.html", links, "/" if i % 4 == 0 else None)
+        )
     write_wat(root / "a.warc.wat.gz", page_list[: pages // 2], raw_payloads=[b"{oops"])
     write_wat(root / "b.warc.wat.gz", page_list[pages // 2 :])
     with open(root / "cc.tsv", "w") as f:
@@ -43,7 +51,9 @@ def make_inputs(root: Path, pages: int = 240) -> tuple[list[str], list[str], Pat
             f.write(f"http://tbl.example/{i}.jpg\t{_caption(rng)} &amp; more\n")
     with open(root / "t.jsonl", "w") as f:
         for i in range(200):
-            f.write(json.dumps({"url": f"http://jl.example/{i}.jpg", "caption": _caption(rng)}) + "\n")
+            f.write(
+                json.dumps({"url": f"http://jl.example/{i}.jpg", "caption": _caption(rng)}) + "\n"
+            )
         f.write("not json\n")
     queries = write_queries(root / "queries.parquet", WORDS + ["never matched"])
     return [str(root / "*.warc.wat.gz")], [str(root / "cc.tsv"), str(root / "t.jsonl")], queries
@@ -88,7 +98,10 @@ def probabilistic_runs(inputs, tmp_path_factory):
     outs = []
     for workers in (1, 1, 2):
         out = tmp_path_factory.mktemp(f"prob_w{workers}")
-        summary = stage.run(RunConfig(out=str(out), workers=workers, seed=3), config(inputs, cap=12, selection_shard_rows=40))
+        summary = stage.run(
+            RunConfig(out=str(out), workers=workers, seed=3),
+            config(inputs, cap=12, selection_shard_rows=40),
+        )
         outs.append((out, summary))
     return outs
 
@@ -111,7 +124,9 @@ def test_accounting_adds_up_with_reasons(probabilistic_runs):
     assert steps["filter"]["removed"]["url_non_photo_extension"] == 240
     assert steps["filter"]["removed"]["url_data_uri"] == 240
     assert steps["match"]["removed"]["no_query_match"] > 0
-    assert steps["dedup"]["removed"]["duplicate_uid"] >= 239  # the shared image, found on every page
+    assert (
+        steps["dedup"]["removed"]["duplicate_uid"] >= 239
+    )  # the shared image, found on every page
     assert report["errors"] == {"wat_bad_json": 1}
     assert steps["balance"]["out"] == summary["selected"] == len(selection(out))
 
@@ -139,7 +154,10 @@ def test_probabilistic_selection_agrees_with_balance_report(probabilistic_runs):
 
 
 def test_exact_mode_honours_the_cap_and_oversample(inputs, tmp_path):
-    stage.run(RunConfig(out=str(tmp_path), workers=1), config(inputs, cap=10, mode="exact", oversample=1.5))
+    stage.run(
+        RunConfig(out=str(tmp_path), workers=1),
+        config(inputs, cap=10, mode="exact", oversample=1.5),
+    )
     attributed: Counter = Counter()
     for r in selection(tmp_path):
         attributed.update(r["selected_for"])
@@ -156,11 +174,19 @@ def test_config_errors_before_any_work(inputs, tmp_path):
         stage.run(run, SelectConfig(wat=wat))  # no queries.parquet under out/
     assert e.value.key == "select.queries_file" and "queries stage" in str(e.value)
     with pytest.raises(ConfigError) as e:
-        stage.run(run, SelectConfig(wat=[str(tmp_path / "missing-*.wat.gz")], queries_file=str(queries)))
+        stage.run(
+            run, SelectConfig(wat=[str(tmp_path / "missing-*.wat.gz")], queries_file=str(queries))
+        )
     assert e.value.key == "select.wat"
     with pytest.raises(ConfigError) as e:
         stage.run(run, SelectConfig(queries_file=str(queries)))  # no inputs and no demo world
     assert e.value.key == "select.wat" and "demo-world" in str(e.value)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    for path in (bad, write_queries(tmp_path / "empty.parquet", [])):
+        with pytest.raises(ConfigError) as e:
+            stage.run(run, SelectConfig(wat=wat, queries_file=str(path)))
+        assert e.value.key == "select.queries_file"
     assert not (tmp_path / "selection").exists()
     with pytest.raises(ConfigError) as e:
         SelectConfig(language_filter="no_such_module:f").validate()
@@ -169,7 +195,9 @@ def test_config_errors_before_any_work(inputs, tmp_path):
 
 @pytest.mark.slow
 def test_tiny_demo_world(tiny_out):
-    queries = list(scene.COLOURS) + list(scene.SHAPES) + ["red circle", "blue square", "two", "three"]
+    queries = (
+        list(scene.COLOURS) + list(scene.SHAPES) + ["red circle", "blue square", "two", "three"]
+    )
     write_queries(tiny_out / "queries" / "queries.parquet", queries)
     summary = stage.run(RunConfig(out=str(tiny_out), workers=1), SelectConfig(cap=20, mode="exact"))
     report = json.loads((tiny_out / "reports" / "select.json").read_text())
@@ -183,4 +211,7 @@ def test_tiny_demo_world(tiny_out):
         assert r["url"].startswith(("http://", "https://"))
     assert max(attributed.values()) <= 20
     removed = {s["step"]: s["removed"] for s in report["steps"]}
-    assert removed["filter"].get("url_data_uri", 0) > 0 and removed["dedup"].get("duplicate_uid", 0) > 0
+    assert (
+        removed["filter"].get("url_data_uri", 0) > 0
+        and removed["dedup"].get("duplicate_uid", 0) > 0
+    )

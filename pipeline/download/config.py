@@ -16,28 +16,57 @@ class DownloadConfig:
     timeout: float = opt(10.0, "total seconds allowed per request (connect + headers + body)")
     connect_timeout: float = opt(5.0, "seconds allowed to open a connection")
     read_timeout: float = opt(5.0, "seconds allowed between two reads of the response")
-    retries: int = opt(2, "retries for 429/503/connection errors, with exponential backoff and jitter")
+    retries: int = opt(
+        2, "retries for 429/503/connection errors, with exponential backoff and jitter"
+    )
     backoff: float = opt(0.5, "first retry delay in seconds; doubles per retry, with jitter")
-    retry_after_max: float = opt(10.0, "longest Retry-After (seconds) honoured; longer ones give up")
+    retry_after_max: float = opt(
+        10.0, "longest Retry-After (seconds) honoured; longer ones give up"
+    )
     max_redirects: int = opt(5, "redirect hops followed (each one re-checked for safety)")
     max_bytes: int = opt(20_000_000, "largest body accepted, in bytes")
-    max_pixels: int = opt(50_000_000, "largest image (width*height) decoded; bigger ones are decompression bombs")
-    user_agent: str = opt("wit-builder/0.1 (+https://github.com/wit-builder/wit-builder)", "User-Agent header")
-    allow_hosts: list = opt([], "host[:port] entries allowed even when they resolve to private/loopback addresses")
+    max_pixels: int = opt(
+        50_000_000, "largest image (width*height) decoded; bigger ones are decompression bombs"
+    )
+    user_agent: str = opt(
+        "wit-builder/0.1 (+https://github.com/wit-builder/wit-builder)", "User-Agent header"
+    )
+    allow_hosts: list = opt(
+        [], "host[:port] entries allowed even when they resolve to private/loopback addresses"
+    )
     respect_opt_out: bool = opt(True, "honour X-Robots-Tag noai / noimageai")
     dns_ttl: int = opt(300, "seconds a DNS answer is cached per worker")
-    image_threads: int = opt(2, "threads per worker process that decode/resize/encode (0: on the event loop)")
+    image_threads: int = opt(
+        2, "threads per worker process that decode/resize/encode (0: on the event loop)"
+    )
     image_size: int = opt(256, "target image side in pixels")
-    resize_mode: str = opt("keep_ratio", "resize like img2dataset", choices=("no", "keep_ratio", "center_crop", "border"))
-    output_format: str = opt("jpg", "encoded image format in the shards", choices=("jpg", "webp", "png"))
+    resize_mode: str = opt(
+        "keep_ratio",
+        "resize like img2dataset",
+        choices=("no", "keep_ratio", "center_crop", "border"),
+    )
+    output_format: str = opt(
+        "jpg", "encoded image format in the shards", choices=("jpg", "webp", "png")
+    )
     quality: int = opt(90, "JPEG/WebP quality")
-    min_image_size: int = opt(0, "drop images whose shorter side is smaller than this (failed_to_resize)")
-    max_aspect_ratio: float = opt(0.0, "drop images whose long/short side ratio exceeds this; 0 = no limit")
+    min_image_size: int = opt(
+        0, "drop images whose shorter side is smaller than this (failed_to_resize)"
+    )
+    max_aspect_ratio: float = opt(
+        0.0, "drop images whose long/short side ratio exceeds this; 0 = no limit"
+    )
     samples_per_shard: int = opt(1000, "samples per {NNNNN}.tar shard")
     retry_failed: bool = opt(False, "re-fetch only failed samples with retryable reasons")
 
     def validate(self) -> None:
-        for key in ("concurrency", "per_host", "max_bytes", "max_pixels", "image_size", "samples_per_shard"):
+        for key in (
+            "concurrency",
+            "per_host",
+            "max_bytes",
+            "max_pixels",
+            "image_size",
+            "samples_per_shard",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"download.{key}", f"must be >= 1, got {getattr(self, key)}")
         for key in ("timeout", "connect_timeout", "read_timeout"):
@@ -47,11 +76,15 @@ class DownloadConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"download.{key}", f"must be >= 0, got {getattr(self, key)}")
         if self.backoff < 0 or self.retry_after_max < 0 or self.max_aspect_ratio < 0:
-            raise ConfigError("download.backoff", "backoff, retry_after_max and max_aspect_ratio must be >= 0")
+            raise ConfigError(
+                "download.backoff", "backoff, retry_after_max and max_aspect_ratio must be >= 0"
+            )
         if not 1 <= self.quality <= 100:
             raise ConfigError("download.quality", f"must be within 1-100, got {self.quality}")
         if not self.user_agent.strip():
             raise ConfigError("download.user_agent", "must not be empty")
         for entry in self.allow_hosts:
             if not isinstance(entry, str) or not entry.strip() or "/" in entry:
-                raise ConfigError("download.allow_hosts", f"expected host or host:port, got {entry!r}")
+                raise ConfigError(
+                    "download.allow_hosts", f"expected host or host:port, got {entry!r}"
+                )

@@ -80,7 +80,9 @@ class FetchResult:
 class _Failure(Exception):
     """A request outcome that is not a success; carries the recorded reason."""
 
-    def __init__(self, reason: str, http_status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, reason: str, http_status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(reason)
         self.reason = reason
         self.http_status = http_status
@@ -177,7 +179,16 @@ class Fetcher:
             try:
                 body, status, final, hops, ctype = await self._follow(url)
                 return FetchResult(
-                    url, True, None, body, status, final, attempt, hops, time.perf_counter() - started, ctype
+                    url,
+                    True,
+                    None,
+                    body,
+                    status,
+                    final,
+                    attempt,
+                    hops,
+                    time.perf_counter() - started,
+                    ctype,
                 )
             except Exception as exc:  # every per-URL failure becomes a recorded reason
                 reason = classify_error(exc)
@@ -185,7 +196,9 @@ class Fetcher:
                 delay = self._retry_delay(exc, reason, attempt)
                 if delay is None:
                     seconds = time.perf_counter() - started
-                    return FetchResult(url, False, reason, None, http_status, None, attempt, 0, seconds)
+                    return FetchResult(
+                        url, False, reason, None, http_status, None, attempt, 0, seconds
+                    )
             attempt += 1
             await asyncio.sleep(delay)
 

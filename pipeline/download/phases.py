@@ -13,6 +13,8 @@ rows in file order), never from download order, so every run cuts the same shard
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -95,18 +97,21 @@ def fetch_shard(
 
     wanted = rows_for_task(task, read_slice)
     path = staging_path(shards_dir, task.shard)
-    existing = _read_matching_staging(path, wanted)
+    digest = image_options_digest(downloader.image_opts)
+    existing = _read_matching_staging(path, wanted, digest)
     if existing is not None and not retry_failed:
         _write_progress(shards_dir, task.shard, len(existing), _ok(existing))
         return _info(task.shard, existing, 0), []
     todo = wanted if existing is None else [r for r in existing if _retryable(r)]
     done = [] if existing is None else [r for r in existing if not _retryable(r)]
     base = len(done)
-    progress = Progress(lambda n, ok: _write_progress(shards_dir, task.shard, base + n, _ok(done) + ok))
+    progress = Progress(
+        lambda n, ok: _write_progress(shards_dir, task.shard, base + n, _ok(done) + ok)
+    )
     fresh = downloader.download([_reset(r) for r in todo], progress) if todo else []
     progress.flush()
     rows = done + fresh
-    sw.write_staging(path, rows)
+    sw.write_staging(path, rows, digest)
     return _info(task.shard, rows, len(fresh)), fresh
 
 
@@ -124,12 +129,22 @@ def _reset(row: dict) -> dict:
     return {**blank, **keep, "bytes": 0, "seconds": 0.0, "retries": 0, "redirects": 0}
 
 
-def _read_matching_staging(path: str, wanted: list[dict]) -> list[dict] | None:
-    """The staging rows if the file exists and covers exactly the wanted (key, uid) pairs."""
+def image_options_digest(opts) -> str:
+    """What the staged images depend on: every image option except the thread count."""
+    values = {k: v for k, v in dataclasses.asdict(opts).items() if k != "threads"}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_matching_staging(path: str, wanted: list[dict], digest: str) -> list[dict] | None:
+    """The staging rows if the file exists, was made with the same image options, and covers
+    exactly the wanted (key, uid) pairs."""
     if not fs.exists(path):
         return None
     try:
-        rows = sw.read_staging(path).to_pylist()
+        table = sw.read_staging(path)
+        if sw.staging_image_digest(table) != digest:
+            return None
+        rows = table.to_pylist()
     except Exception:  # an unreadable leftover is redone, not trusted
         return None
     if [(r["key"], r["uid"]) for r in rows] != [(r["key"], r["uid"]) for r in wanted]:
@@ -139,8 +154,10 @@ def _read_matching_staging(path: str, wanted: list[dict]) -> list[dict] | None:
 
 def finalize_shard(shards_dir: str, shard: int, kept: set[str] | None, ext: str) -> dict:
     """Phase 2 for one shard: trim and write the final files unless they are already current."""
-    rows = sw.apply_trim(sw.read_staging(staging_path(shards_dir, shard)).to_pylist(), kept)
-    digest = sw.content_digest(rows, ext)
+    table = sw.read_staging(staging_path(shards_dir, shard))
+    rows = sw.apply_trim(table.to_pylist(), kept)
+    # The staged images' options are part of the content: other options, other shard bytes.
+    digest = sw.content_digest(rows, ext + sw.staging_image_digest(table))
     if sw.final_is_current(shards_dir, shard, digest):
         return {**sw.shard_stats(rows), "written": False}
-    return {**sw.write_final(shards_dir, shard, rows, ext), "written": True}
+    return {**sw.write_final(shards_dir, shard, rows, ext, digest), "written": True}

@@ -46,7 +46,13 @@ def _hosts(table: pa.Table) -> list[dict]:
         total = sum(c.values())
         failed = c["failed_to_download"] + c["failed_to_resize"]
         rows.append(
-            {"host": host, "samples": total, "successes": c["success"], "failed": failed, "failure_rate": round(failed / total, 4)}
+            {
+                "host": host,
+                "samples": total,
+                "successes": c["success"],
+                "failed": failed,
+                "failure_rate": round(failed / total, 4),
+            }
         )
     rows.sort(key=lambda r: (-r["samples"], r["host"]))
     return rows[:TOP_HOSTS]
@@ -56,7 +62,9 @@ def build_report(table: pa.Table, extra: dict | None = None) -> dict:
     """The download report of a table of shard rows."""
     statuses = Counter(table.column("status").to_pylist())
     reasons: dict[str, Counter] = defaultdict(Counter)
-    for status, reason in zip(table.column("status").to_pylist(), table.column("error_message").to_pylist()):
+    for status, reason in zip(
+        table.column("status").to_pylist(), table.column("error_message").to_pylist()
+    ):
         if status != "success":
             reasons[status][reason or "unknown"] += 1
     attempted = table.filter(pc.field("http_status").is_valid() | (pc.field("status") != "success"))
@@ -65,13 +73,17 @@ def build_report(table: pa.Table, extra: dict | None = None) -> dict:
     report = {
         "samples": table.num_rows,
         "successes": statuses.get("success", 0),
-        "success_rate": round(statuses.get("success", 0) / table.num_rows, 4) if table.num_rows else None,
+        "success_rate": round(statuses.get("success", 0) / table.num_rows, 4)
+        if table.num_rows
+        else None,
         "by_status": dict(sorted(statuses.items())),
         "by_reason": {s: dict(c.most_common()) for s, c in sorted(reasons.items())},
         "hosts": {"distinct": len(set(table.column("host").to_pylist())), "top": _hosts(table)},
         "bytes": {
             "downloaded": int(pc.sum(table.column("bytes")).as_py() or 0),
-            "mean_per_success": round(pc.mean(ok.column("bytes")).as_py() or 0, 1) if ok.num_rows else None,
+            "mean_per_success": round(pc.mean(ok.column("bytes")).as_py() or 0, 1)
+            if ok.num_rows
+            else None,
         },
         "timings": {
             "latency_p50_s": _quantile(latencies, 0.5),

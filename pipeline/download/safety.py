@@ -99,7 +99,9 @@ class SafeResolver(AbstractResolver):
         self._policy = policy
         self._inner = inner
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ):
         if self._inner is None:
             from aiohttp.resolver import ThreadedResolver
 
@@ -128,7 +130,9 @@ class StaticResolver(AbstractResolver):
     def __init__(self, mapping: dict[str, str]):
         self._mapping = {k.lower(): v for k, v in mapping.items()}
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ):
         ip = self._mapping.get(host.lower())
         if ip is None:
             raise OSError(f"no address for {host}")

@@ -80,15 +80,26 @@ def write_table_atomic(path: str, table: pa.Table) -> None:
         pq.write_table(table, f, compression="zstd")
 
 
-def write_staging(path: str, rows: list[dict]) -> None:
-    """Phase 1 output: all rows of one shard in key order, images included."""
+def write_staging(path: str, rows: list[dict], image_digest: str = "") -> None:
+    """Phase 1 output: all rows of one shard in key order, images included.
+
+    ``image_digest`` names the image options the images were made with; a re-run with other
+    options must not reuse them.
+    """
     rows = sorted(rows, key=lambda r: r["key"])
-    write_table_atomic(path, pa.Table.from_pylist(rows, schema=STAGING_SCHEMA))
+    schema = STAGING_SCHEMA.with_metadata({"wit_image_options": image_digest})
+    write_table_atomic(path, pa.Table.from_pylist(rows, schema=schema))
 
 
 def read_staging(path: str) -> pa.Table:
     with fs.open_read(path) as f:
-        return pq.read_table(f, schema=STAGING_SCHEMA)
+        return pq.read_table(f)
+
+
+def staging_image_digest(table: pa.Table) -> str:
+    """The image-options digest a staging table was written with."""
+    meta = table.schema.metadata or {}
+    return meta.get(b"wit_image_options", b"").decode()
 
 
 def apply_trim(rows: list[dict], kept: set[str] | None) -> list[dict]:
@@ -98,7 +109,12 @@ def apply_trim(rows: list[dict], kept: set[str] | None) -> list[dict]:
     out = []
     for r in rows:
         if r["status"] == "success" and r["uid"] not in kept:
-            r = {**r, "status": "trimmed", "error_message": "over_cap_after_download", "image": None}
+            r = {
+                **r,
+                "status": "trimmed",
+                "error_message": "over_cap_after_download",
+                "image": None,
+            }
         out.append(r)
     return out
 
@@ -175,15 +191,20 @@ def final_is_current(shards_dir: str, shard: int, digest: str) -> bool:
         return False
 
 
-def write_final(shards_dir: str, shard: int, rows: list[dict], ext: str, extra: dict | None = None) -> dict:
-    """Write ``{NNNNN}.tar``, ``.parquet`` and ``_stats.json`` (last); returns the stats."""
+def write_final(shards_dir: str, shard: int, rows: list[dict], ext: str, digest: str | None = None) -> dict:
+    """Write ``{NNNNN}.tar``, ``.parquet`` and ``_stats.json`` (last); returns the stats.
+
+    ``digest`` (default: :func:`content_digest`) is recorded in the stats for resume checks.
+    """
     rows = sorted(rows, key=lambda r: r["key"])
     paths = final_paths(shards_dir, shard)
     fs.delete(paths["stats"])  # until the new stats land, the shard reads as incomplete
     with fs.open_write_atomic(paths["tar"]) as f:
         tar_bytes_stream(f, rows, ext)
-    table = pa.Table.from_pylist([{k: r[k] for k in FINAL_SCHEMA.names} for r in rows], schema=FINAL_SCHEMA)
+    table = pa.Table.from_pylist(
+        [{k: r[k] for k in FINAL_SCHEMA.names} for r in rows], schema=FINAL_SCHEMA
+    )
     write_table_atomic(paths["parquet"], table)
-    stats = {**shard_stats(rows), "digest": content_digest(rows, ext), **(extra or {})}
+    stats = {**shard_stats(rows), "digest": digest or content_digest(rows, ext)}
     fs.write_text_atomic(paths["stats"], json.dumps(stats, indent=4, sort_keys=True) + "\n")
     return stats

@@ -43,7 +43,9 @@ def selection_parts(layout: Layout) -> list[str]:
     """The selection files, or a ConfigError telling the user to run ``wit select`` first."""
     parts = fs.glob(fs.join(layout.selection, "part-*.parquet"))
     if not parts:
-        raise ConfigError("run.out", f"no selection in {layout.selection}/part-*.parquet; run `wit select` first")
+        raise ConfigError(
+            "run.out", f"no selection in {layout.selection}/part-*.parquet; run `wit select` first"
+        )
     return parts
 
 
@@ -118,7 +120,12 @@ def _cleanup(shards_dir: str, n_shards: int) -> None:
     for pattern in ("*.tmp-*", f"{phases.STAGING}/*.tmp-*", f"{phases.STAGING}/*.progress.json"):
         for path in fs.glob(fs.join(shards_dir, pattern)):
             fs.delete(path)
-    for pattern in ("[0-9]*.tar", "[0-9]*.parquet", "[0-9]*_stats.json", f"{phases.STAGING}/[0-9]*.parquet"):
+    for pattern in (
+        "[0-9]*.tar",
+        "[0-9]*.parquet",
+        "[0-9]*_stats.json",
+        f"{phases.STAGING}/[0-9]*.parquet",
+    ):
         for path in fs.glob(fs.join(shards_dir, pattern)):
             name = path.rsplit("/", 1)[-1]
             if name[:5].isdigit() and int(name[:5]) >= n_shards:
@@ -167,6 +174,21 @@ class _ProgressMonitor:
             bar.set_postfix(ok=ok)
 
 
+def beam_counters(result) -> dict:
+    """The stage's Beam counters of this invocation (what was fetched now, not what was reused)."""
+    try:
+        counters = result.metrics().query()["counters"]
+    except Exception:  # some runners do not report metrics
+        return {}
+    totals: dict = {}
+    for c in counters:
+        if c.key.metric.namespace == "download":
+            totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (
+                c.committed or c.attempted or 0
+            )
+    return dict(sorted(totals.items()))
+
+
 def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict:
     """Download the selection of ``run.out`` into ``run.out/shards``; returns the summary."""
     import apache_beam as beam
@@ -200,9 +222,15 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
                     resolver_factory,
                 )
             )
-            p.run().wait_until_finish()
+            result = p.run()
+            result.wait_until_finish()
     _cleanup(shards_dir, len(tasks))
-    extra = {"shards": len(tasks), "trim_cap": cap, "demo_allow_hosts": list(extra_allow)}
+    extra = {
+        "shards": len(tasks),
+        "trim_cap": cap,
+        "demo_allow_hosts": list(extra_allow),
+        "this_run": beam_counters(result),
+    }
     rep = report.write_report(shards_dir, fs.join(layout.reports, "download.json"), extra)
     return {
         "selected": rep["samples"],

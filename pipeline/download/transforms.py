@@ -14,7 +14,9 @@ NS = "download"
 class FetchShardFn(beam.DoFn):
     """Phase 1: one element = one shard, fetched concurrently through the worker's event loop."""
 
-    def __init__(self, shards_dir, fetch_opts, image_opts, retry_failed=False, resolver_factory=None):
+    def __init__(
+        self, shards_dir, fetch_opts, image_opts, retry_failed=False, resolver_factory=None
+    ):
         self.shards_dir = shards_dir
         self.fetch_opts = fetch_opts
         self.image_opts = image_opts
@@ -86,7 +88,16 @@ def _unselected(info):
 class DownloadShards(beam.PTransform):
     """Shard tasks -> (shard, stats): fetch (phase 1), per-query trim to ``cap``, final shard files."""
 
-    def __init__(self, shards_dir, fetch_opts, image_opts, ext, cap=None, retry_failed=False, resolver_factory=None):
+    def __init__(
+        self,
+        shards_dir,
+        fetch_opts,
+        image_opts,
+        ext,
+        cap=None,
+        retry_failed=False,
+        resolver_factory=None,
+    ):
         super().__init__()
         self.shards_dir = shards_dir
         self.fetch_opts = fetch_opts
@@ -103,13 +114,19 @@ class DownloadShards(beam.PTransform):
             | "Fetch"
             >> beam.ParDo(
                 FetchShardFn(
-                    self.shards_dir, self.fetch_opts, self.image_opts, self.retry_failed, self.resolver_factory
+                    self.shards_dir,
+                    self.fetch_opts,
+                    self.image_opts,
+                    self.retry_failed,
+                    self.resolver_factory,
                 )
             )
         )
         by_shard = infos | "ByShard" >> beam.Map(lambda i: (i.shard, i.shard))
         if self.cap:
-            ranked = infos | "RankPairs" >> beam.FlatMap(lambda i: trim.rank_entries(i.shard, i.successes))
+            ranked = infos | "RankPairs" >> beam.FlatMap(
+                lambda i: trim.rank_entries(i.shard, i.successes)
+            )
             kept = (
                 ranked
                 | "SmallestPerQuery" >> beam.combiners.Top.SmallestPerKey(self.cap)
@@ -118,9 +135,12 @@ class DownloadShards(beam.PTransform):
             unselected = infos | "Unselected" >> beam.FlatMap(_unselected)
             kept = (kept, unselected) | "AllKept" >> beam.Flatten()
         else:
-            kept = infos | "NoTrim" >> beam.FlatMap(lambda i: ((i.shard, u) for u, _ in i.successes))
+            kept = infos | "NoTrim" >> beam.FlatMap(
+                lambda i: ((i.shard, u) for u, _ in i.successes)
+            )
         return (
             {"info": by_shard, "kept": kept}
             | "JoinKept" >> beam.CoGroupByKey()
-            | "WriteShards" >> beam.ParDo(FinalizeShardFn(self.shards_dir, self.ext, bool(self.cap)))
+            | "WriteShards"
+            >> beam.ParDo(FinalizeShardFn(self.shards_dir, self.ext, bool(self.cap)))
         )

@@ -144,7 +144,9 @@ class ShardDownloader:
             self._pool = None
         self._fetcher = None
 
-    def download(self, rows: list[dict], on_done: Callable[[dict], None] | None = None) -> list[dict]:
+    def download(
+        self, rows: list[dict], on_done: Callable[[dict], None] | None = None
+    ) -> list[dict]:
         """Fetch and process ``rows`` (each with ``key`` and ``url``); returns them with outcomes."""
         self.setup()
         return self._loop.run_until_complete(self._download(rows, on_done))
@@ -160,7 +162,9 @@ class ShardDownloader:
                 if self._pool is None or not res.ok:
                     out = outcome_row(row, res, self.image_opts)
                 else:  # decode off the loop so sockets keep being served meanwhile
-                    out = await loop.run_in_executor(self._pool, outcome_row, row, res, self.image_opts)
+                    out = await loop.run_in_executor(
+                        self._pool, outcome_row, row, res, self.image_opts
+                    )
             if on_done is not None:
                 on_done(out)
             return out

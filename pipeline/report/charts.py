@@ -251,18 +251,20 @@ def histogram_chart(
         )
     bw = (right - left) / len(bins)
     every = max(1, len(bins) // 6)
+    # wide ranges (pixels, bytes) read better as whole numbers
+    label = (lambda v: fmt_number(round(v))) if bins[-1]["hi"] - bins[0]["lo"] > 20 else fmt_number
     for i, b in enumerate(bins):
         x0 = left + i * bw
         parts.append(
             f'<rect x="{x0 + 1:.1f}" y="{y(b["count"]):.1f}" width="{bw - 2:.1f}" height="{bottom - y(b["count"]):.1f}" '
-            f'fill="{colour}"><title>{fmt_number(b["lo"])}–{fmt_number(b["hi"])}: {b["count"]}</title></rect>'
+            f'fill="{colour}"><title>{label(b["lo"])}–{label(b["hi"])}: {b["count"]}</title></rect>'
         )
         if i % every == 0:
             parts.append(
-                f'<text x="{x0:.1f}" y="{bottom + 16}" text-anchor="middle" fill="{AXIS}">{fmt_number(b["lo"])}</text>'
+                f'<text x="{x0:.1f}" y="{bottom + 16}" text-anchor="middle" fill="{AXIS}">{label(b["lo"])}</text>'
             )
     parts.append(
-        f'<text x="{right:.1f}" y="{bottom + 16}" text-anchor="middle" fill="{AXIS}">{fmt_number(bins[-1]["hi"])}</text>'
+        f'<text x="{right:.1f}" y="{bottom + 16}" text-anchor="middle" fill="{AXIS}">{label(bins[-1]["hi"])}</text>'
     )
     parts.append(f'<path d="M{left},{top} V{bottom} H{right}" fill="none" stroke="{AXIS}"/>')
     parts.append(

@@ -253,7 +253,11 @@ def collect_balance(
         "largest": [_brief(r) for r in positive[:15]],
         "smallest": [_brief(r) for r in positive[-15:][::-1]],
         "over_cap": int((selected > cap).sum()) if cap else None,
+        "over_cap_downloaded": int((series["downloaded"] > cap).sum())
+        if cap and "downloaded" in series
+        else None,
         "statistics_over": f"{len(positive):,} queries with at least one match",
+        "pairs": _pairs(balance),
         "expected_gap": {
             "queries": len(expected),
             "max_abs": max((abs(s - e) for e, s in expected), default=0),
@@ -261,6 +265,16 @@ def collect_balance(
             if expected
             else 0,
         },
+    }
+
+
+def _pairs(balance: dict) -> dict:
+    """Distinct pairs in, matched and selected, from balance.json's totals."""
+    g = balance.get("global") if isinstance(balance.get("global"), dict) else balance
+    return {
+        "in": first_key(g, "pairs_in", "candidates"),
+        "matched": first_key(g, "matched", "after_dedup"),
+        "selected": first_key(g, "selected"),
     }
 
 
@@ -507,13 +521,19 @@ def collect_lineage(layout: Layout) -> dict:
         "config": read_json(layout.config_json),
         "stages": stages,
         "versions": versions,
-        "world": {
-            k: manifest[k]
-            for k in ("seed", "size", "port", "counts", "fault_rate", "fault_share")
-            if k in manifest
-        }
-        if isinstance(manifest, dict)
-        else None,
+        "world": _world(manifest, layout.world) if isinstance(manifest, dict) else None,
+    }
+
+
+def _world(manifest: dict, world_dir: str) -> dict:
+    """The demo world's identity (seed, size, port, fault rate), files and counts."""
+    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    return {
+        "summary": {
+            k: manifest[k] for k in ("seed", "size", "scale", "port", "fault_rate") if k in manifest
+        },
+        "files": {kind: [fs.join(world_dir, f) for f in names] for kind, names in files.items()},
+        "counts": manifest.get("counts"),
     }
 
 

@@ -22,7 +22,7 @@ margin:18px 0}h2{margin:0 0 12px;font-size:19px}h3{margin:18px 0 8px;font-size:1
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:10px;margin:6px 0 12px}
 .card{border:1px solid var(--line);border-radius:8px;padding:10px 12px;background:#fbfcfd}
 .card .v{font-size:20px;white-space:nowrap;font-weight:650}.card .k{color:var(--muted);font-size:12px}
-.charts{display:flex;flex-wrap:wrap;gap:16px}.charts svg{border:1px solid var(--line);border-radius:8px;
+.charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.charts svg{border:1px solid var(--line);border-radius:8px;
 background:#fff;max-width:100%;height:auto}table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f2f4f7;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -54,7 +54,7 @@ TABLE_JS = """
     var r=f?rows.filter(function(x){return String(x[1]).toLowerCase().indexOf(f)>=0;}):rows.slice();
     r.sort(cmp);
     body.innerHTML=r.slice(0,LIMIT).map(function(x){return '<tr>'+x.map(function(v,i){
-      return '<td'+(i>=3?' class="num"':'')+'>'+(v===null?'–':esc(v))+'</td>';}).join('')+'</tr>';}).join('');
+      return '<td'+(i>=3?' class="num"':'')+'>'+(v===null?'–':esc(i>=3?v.toLocaleString('en-US'):v))+'</td>';}).join('')+'</tr>';}).join('');
     info.textContent='showing '+Math.min(r.length,LIMIT)+' of '+r.length+' matching queries ('+rows.length+' in the table)';
     table.setAttribute('data-rows',String(Math.min(r.length,LIMIT)));
     table.setAttribute('data-ready','1');
@@ -205,8 +205,8 @@ def balance_section(b: dict) -> str:
     parts = [
         cards(
             [
-                ("matched pairs (sum over queries)", num(s["matches"]["total"])),
-                ("selected (sum over queries)", num(s["selected"]["total"])),
+                ("query matches (a pair counts once per query)", num(s["matches"]["total"])),
+                ("query selections (sum over queries)", num(s["selected"]["total"])),
                 ("per-query cap", num(b.get("cap"))),
                 (
                     "Gini before → after cap",
@@ -218,6 +218,7 @@ def balance_section(b: dict) -> str:
                 ),
                 ("queries with zero matches", num(b["zero_match"]["count"])),
                 ("queries over the cap after selection", num(b.get("over_cap"))),
+                ("queries over the cap after download", num(b.get("over_cap_downloaded"))),
                 ("max |selected − expected|", num(b["expected_gap"]["max_abs"])),
             ]
         )
@@ -267,7 +268,9 @@ def balance_section(b: dict) -> str:
         + (escape(", ".join(b["zero_match"]["examples"])) or "none")
         + ("…" if b["zero_match"]["count"] > len(b["zero_match"]["examples"]) else "")
         + "</p>",
-        f'<p class="muted">Distributions and inequality over the {escape(str(b.get("statistics_over", "")))}.</p>',
+        f'<p class="muted">Distributions and inequality over the {escape(str(b.get("statistics_over", "")))}. '
+        "A pair counts toward every query in its <code>selected_for</code>, so a query can end above "
+        "the cap when pairs kept for other queries also match it.</p>",
         "<h3>Filter accounting</h3>",
         funnel(b.get("filters")),
         "<details><summary>All balance totals (reports/balance.json)</summary>",
@@ -305,7 +308,9 @@ def funnel(select_report: dict | None) -> str:
 
 def query_table_section(t: dict) -> str:
     """Every query with matches / selected / downloaded; filtered and sorted by inline JS."""
-    data = json.dumps({"columns": t["columns"], "rows": t["rows"]}, separators=(",", ":")).replace(
+    # query ids are 63-bit: as JSON numbers JavaScript would round them, so they travel as text
+    rows = [[str(r[0]), *r[1:]] for r in t["rows"]]
+    data = json.dumps({"columns": t["columns"], "rows": rows}, separators=(",", ":")).replace(
         "</", "<\\/"
     )
     head = "".join(
@@ -337,7 +342,7 @@ def download_section(d: dict) -> str:
                     ("downloaded", num(d["success"])),
                     ("success rate", pct(d["success_rate"])),
                     ("shards", num(d["shards"])),
-                    ("image bytes stored", _bytes(d.get("bytes"))),
+                    ("bytes fetched (successes)", _bytes(d.get("bytes"))),
                     ("images/s (whole stage)", num(d.get("images_per_s"))),
                     *_download_timings(d.get("report")),
                 ]
@@ -459,21 +464,30 @@ def lineage_section(lin: dict) -> str:
     parts.append(
         "<div><h3>Demo world</h3>"
         + (
-            kv_table(lin["world"])
+            kv_table(lin["world"]["summary"])
             if lin.get("world")
             else '<p class="muted">real inputs (no demo world)</p>'
         )
         + "</div></div>"
     )
     inputs = {
-        name: {
-            k: v
-            for k, v in (m.get("config") or {}).items()
-            if k in ("wat", "tables", "wiki_dumps", "pageviews")
-        }
+        f"{name}.{k}": v
         for name, m in lin["stages"].items()
+        for k, v in (m.get("config") or {}).items()
+        if k in ("wat", "tables", "wiki_dumps", "pageviews", "queries_file") and v
     }
-    parts.append("<h3>Inputs</h3>" + kv_table({k: v for k, v in inputs.items() if v}))
+    world = lin.get("world") or {}
+    rows = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in inputs.items()]
+    if not inputs and world.get("files"):  # the demo world stands in for every input
+        rows = [[f"demo world {kind}", ", ".join(paths)] for kind, paths in world["files"].items()]
+    parts.append(
+        "<h3>Inputs</h3>"
+        + (table(["input", "files"], rows) if rows else '<p class="muted">not recorded</p>')
+    )
+    if world.get("counts"):
+        parts.append(
+            f"<details><summary>Demo world counts (world/manifest.json)</summary>{kv_table(world['counts'], 300)}</details>"
+        )
     parts.append(
         "<details><summary>Resolved configuration (config.json)</summary><pre>"
         + escape(json.dumps(lin.get("config"), indent=2))
@@ -490,9 +504,15 @@ def render(data: dict) -> str:
     if data["queries"].get("available"):
         head.append(("queries", num(data["queries"]["total"])))
     if b.get("available"):
+        pairs = b.get("pairs") or {}
         head += [
-            ("matched pairs", num(b["summary"]["matches"]["total"])),
-            ("selected", num(b["summary"]["selected"]["total"])),
+            (label, num(pairs[key]))
+            for key, label in (
+                ("in", "candidate pairs"),
+                ("matched", "matched pairs"),
+                ("selected", "selected pairs"),
+            )
+            if pairs.get(key) is not None
         ]
     if d.get("available") and "success" in d:
         head += [

@@ -1,0 +1,1 @@
+"""``wit select``: candidate extraction, query matching and per-query balancing."""

@@ -39,7 +39,9 @@ def admit_probabilistic(
     return tuple(admitted)
 
 
-def admit_exact(uid: str, query_ids: Sequence[int], thresholds: Mapping[int, int], seed: int) -> tuple[int, ...]:
+def admit_exact(
+    uid: str, query_ids: Sequence[int], thresholds: Mapping[int, int], seed: int
+) -> tuple[int, ...]:
     """Queries that keep the pair among their ``quota`` smallest draws.
 
     ``thresholds`` holds only queries with at least ``quota`` matches; the others keep everything.

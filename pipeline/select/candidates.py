@@ -20,7 +20,6 @@ from urllib.parse import urljoin
 
 from pipeline import fs
 
-WAT_SUFFIXES = (".wat.gz", ".wat")
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 IMG_PATH = "IMG@/src"
 BATCH_ROWS = 8192
@@ -47,10 +46,8 @@ class ReaderSpec:
 
 def kind_of(path: str) -> str:
     """``wat`` or ``table`` from the file name."""
-    name = path.lower().removesuffix(".gz")
-    if name.endswith(".wat") or ".wat." in path.lower():
-        return "wat"
-    return "table"
+    name = path.rsplit("/", 1)[-1].lower().removesuffix(".gz")
+    return "wat" if name.endswith(".wat") else "table"
 
 
 def iter_pairs(path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
@@ -81,7 +78,9 @@ def _iter_wat(raw: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> It
                 continue
             page = _decode_wat(body, tally)
             if page is not None:
-                yield from _wat_links(page, record.headers.get("WARC-Target-URI", ""), path, spec, tally)
+                yield from _wat_links(
+                    page, record.headers.get("WARC-Target-URI", ""), path, spec, tally
+                )
     except Exception as e:  # a corrupt stream ends this file only; what was read stays
         tally[f"error:wat_stream ({type(e).__name__})"] += 1
 
@@ -113,7 +112,9 @@ def _dig(data, *keys):
     return data
 
 
-def _wat_links(env: dict, target: str, path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+def _wat_links(
+    env: dict, target: str, path: str, spec: ReaderSpec, tally: Counter
+) -> Iterator[RawPair]:
     meta = _dig(env, "Payload-Metadata", "HTTP-Response-Metadata", "HTML-Metadata")
     if meta is None:
         tally["records_without_html"] += 1
@@ -138,7 +139,9 @@ def _wat_links(env: dict, target: str, path: str, spec: ReaderSpec, tally: Count
             yield pair
 
 
-def _link_pair(link: dict, base_url: str, page_url: str, path: str, spec: ReaderSpec, tally: Counter):
+def _link_pair(
+    link: dict, base_url: str, page_url: str, path: str, spec: ReaderSpec, tally: Counter
+):
     url = link.get("url")
     if not isinstance(url, str) or not url.strip():
         tally["drop:link_missing_url"] += 1
@@ -190,7 +193,9 @@ def _row_pair(url, caption, path: str, tally: Counter) -> RawPair | None:
     return RawPair(url.strip(), caption, "", path)
 
 
-def _iter_parquet(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+def _iter_parquet(
+    stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter
+) -> Iterator[RawPair]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(stream)
@@ -206,7 +211,9 @@ def _iter_parquet(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter
                 yield pair
 
 
-def _iter_jsonl(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
+def _iter_jsonl(
+    stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter
+) -> Iterator[RawPair]:
     for line in io.TextIOWrapper(stream, encoding="utf-8", errors="replace"):
         if not line.strip():
             continue
@@ -219,12 +226,19 @@ def _iter_jsonl(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) 
             tally["drop:row_bad_json"] += 1
             continue
         url_col, cap_col = _pick(row, spec.url_columns), _pick(row, spec.caption_columns)
-        pair = _row_pair(row.get(url_col) if url_col else None, row.get(cap_col) if cap_col else None, path, tally)
+        pair = _row_pair(
+            row.get(url_col) if url_col else None,
+            row.get(cap_col) if cap_col else None,
+            path,
+            tally,
+        )
         if pair is not None:
             yield pair
 
 
-def _iter_csv(stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter, delimiter: str) -> Iterator[RawPair]:
+def _iter_csv(
+    stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter, delimiter: str
+) -> Iterator[RawPair]:
     csv.field_size_limit(1 << 26)  # 1 MB alt texts exist; the caption filter drops them, not csv
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
     rows = csv.reader(text, delimiter=delimiter)

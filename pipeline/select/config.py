@@ -12,25 +12,58 @@ from pipeline.config import ConfigError, opt
 class SelectConfig:
     """Candidate inputs, filters, and the per-query cap."""
 
-    wat: list = opt([], "Common Crawl WAT files or globs (*.warc.wat.gz, any Beam filesystem); with no --wat and no --tables: the demo world's WAT files and tables")
-    tables: list = opt([], "URL/caption tables or globs (.parquet, .csv, .tsv, .jsonl, optionally .gz)")
-    url_columns: list = opt(["url", "URL"], "table columns that may hold the image URL (first present wins; CSV/TSV without a header: column 1)")
-    caption_columns: list = opt(["caption", "TEXT", "text", "alt"], "table columns that may hold the caption (first present wins; CSV/TSV without a header: column 2)")
+    wat: list = opt(
+        [],
+        "Common Crawl WAT files or globs (*.warc.wat.gz, any Beam filesystem); with no --wat and no --tables: the demo world's WAT files and tables",
+    )
+    tables: list = opt(
+        [], "URL/caption tables or globs (.parquet, .csv, .tsv, .jsonl, optionally .gz)"
+    )
+    url_columns: list = opt(
+        ["url", "URL"],
+        "table columns that may hold the image URL (first present wins; CSV/TSV without a header: column 1)",
+    )
+    caption_columns: list = opt(
+        ["caption", "TEXT", "text", "alt"],
+        "table columns that may hold the caption (first present wins; CSV/TSV without a header: column 2)",
+    )
     use_title: bool = opt(False, "WAT: use an image's title attribute when it has no alt text")
-    queries_file: str = opt("", "query list (Parquet with query, query_id); empty: <out>/queries/queries.parquet")
-    match_case: str = opt("auto", "case policy of matching: auto follows the query list (lower-case list -> fold case)", choices=("auto", "lower", "preserve"))
+    queries_file: str = opt(
+        "", "query list (Parquet with query, query_id); empty: <out>/queries/queries.parquet"
+    )
+    match_case: str = opt(
+        "auto",
+        "case policy of matching: auto follows the query list (lower-case list -> fold case)",
+        choices=("auto", "lower", "preserve"),
+    )
     cap: int = opt(20000, "at most this many pairs per query")
-    mode: str = opt("probabilistic", "balancing: MetaCLIP's probabilistic sampling or exact per-query top-cap by hash", choices=("probabilistic", "exact"))
-    oversample: float = opt(1.0, "select cap*oversample per query to allow for download failures (trimmed back after download)")
+    mode: str = opt(
+        "probabilistic",
+        "balancing: MetaCLIP's probabilistic sampling or exact per-query top-cap by hash",
+        choices=("probabilistic", "exact"),
+    )
+    oversample: float = opt(
+        1.0,
+        "select cap*oversample per query to allow for download failures (trimmed back after download)",
+    )
     min_caption_chars: int = opt(5, "drop captions shorter than this")
     max_caption_chars: int = opt(1000, "drop captions longer than this")
-    skip_extensions: list = opt(["svg", "svgz", "gif", "ico", "cur", "pdf"], "drop image URLs whose path ends in one of these extensions")
-    language_filter: str = opt("", "optional 'module:function' called with each caption; False drops the pair (reason: language)")
+    skip_extensions: list = opt(
+        ["svg", "svgz", "gif", "ico", "cur", "pdf"],
+        "drop image URLs whose path ends in one of these extensions",
+    )
+    language_filter: str = opt(
+        "",
+        "optional 'module:function' called with each caption; False drops the pair (reason: language)",
+    )
     dedup_url: bool = opt(False, "also keep only one caption per image URL (the smallest uid)")
-    spill_buckets: int = opt(32, "hash buckets of the matched pairs; each step holds one bucket in memory at a time")
+    spill_buckets: int = opt(
+        32, "hash buckets of the matched pairs; each step holds one bucket in memory at a time"
+    )
     selection_shard_rows: int = opt(10000, "rows per selection/*.parquet file (about)")
 
     def validate(self) -> None:
+        """Raise ConfigError for values no run could use."""
         if self.cap < 1:
             raise ConfigError("select.cap", f"must be >= 1, got {self.cap}")
         if self.oversample < 1:
@@ -40,9 +73,13 @@ class SelectConfig:
         if self.spill_buckets < 1:
             raise ConfigError("select.spill_buckets", f"must be >= 1, got {self.spill_buckets}")
         if self.selection_shard_rows < 1:
-            raise ConfigError("select.selection_shard_rows", f"must be >= 1, got {self.selection_shard_rows}")
+            raise ConfigError(
+                "select.selection_shard_rows", f"must be >= 1, got {self.selection_shard_rows}"
+            )
         if not self.url_columns or not self.caption_columns:
-            raise ConfigError("select.url_columns", "url_columns and caption_columns must not be empty")
+            raise ConfigError(
+                "select.url_columns", "url_columns and caption_columns must not be empty"
+            )
         if self.language_filter:
             self._check_hook()
 
@@ -51,9 +88,15 @@ class SelectConfig:
         try:
             func = getattr(importlib.import_module(module), name) if name else None
         except (ImportError, AttributeError) as e:
-            raise ConfigError("select.language_filter", f"cannot import {self.language_filter!r}: {e}") from None
+            raise ConfigError(
+                "select.language_filter", f"cannot import {self.language_filter!r}: {e}"
+            ) from None
         if not callable(func):
-            raise ConfigError("select.language_filter", f"expected 'module:function', got {self.language_filter!r}")
+            raise ConfigError(
+                "select.language_filter",
+                f"expected 'module:function', got {self.language_filter!r}",
+            )
 
     def inputs(self) -> list[str]:
+        """External input files (for the stage fingerprint)."""
         return [*self.wat, *self.tables, *([self.queries_file] if self.queries_file else [])]

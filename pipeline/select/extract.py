@@ -37,7 +37,9 @@ SPILL_SCHEMA = pa.schema(
 )
 SELECTION_SCHEMA = SPILL_SCHEMA.append(pa.field("selected_for", pa.list_(pa.int64())))
 # Fixed writer options: the same rows give the same bytes on every run and worker count.
-WRITE_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
+WRITE_OPTIONS = dict(
+    compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True
+)
 SPILL_FLUSH_ROWS = 4096
 
 
@@ -55,6 +57,7 @@ class Settings:
     mode: str
     quota: int
     seed: int
+    progress: bool = False  # a line on stderr per finished input file
 
 
 def bucket_of(url: str, buckets: int) -> int:
@@ -63,6 +66,7 @@ def bucket_of(url: str, buckets: int) -> int:
 
 
 def spill_path(work_dir: str, bucket: int, file_index: int) -> str:
+    """Spill file of one input file in one bucket."""
     return fs.join(work_dir, f"b{bucket:04d}", f"f{file_index:05d}.parquet")
 
 
@@ -75,6 +79,7 @@ class SpillWriter:
         self.writers: dict[int, tuple] = {}
 
     def add(self, row: dict) -> None:
+        """Queue a row in its bucket; full buckets are written out as a row group."""
         b = bucket_of(row["url"], self.buckets)
         rows = self.pending.setdefault(b, [])
         rows.append(row)
@@ -92,6 +97,7 @@ class SpillWriter:
         self.writers[b][1].write_table(pa.Table.from_pylist(rows, schema=SPILL_SCHEMA))
 
     def close(self) -> None:
+        """Write what is queued and move every bucket file into place."""
         for b in list(self.pending):
             self._flush(b)
         for ctx, writer in self.writers.values():
@@ -176,14 +182,18 @@ def bucket_draws(rows: Iterable[dict], seed: int) -> Iterator[tuple[int, int]]:
             yield q, balance.draw(seed, q, row["uid"])
 
 
-def decide(rows: Iterable[dict], settings: Settings, counts: dict, thresholds: dict) -> Iterator[dict]:
+def decide(
+    rows: Iterable[dict], settings: Settings, counts: dict, thresholds: dict
+) -> Iterator[dict]:
     """The selected rows of a bucket, each with ``selected_for``."""
     for row in rows:
         ids = row["matched_query_ids"]
         if settings.mode == "exact":
             chosen = balance.admit_exact(row["uid"], ids, thresholds, settings.seed)
         else:
-            chosen = balance.admit_probabilistic(row["uid"], ids, counts, settings.quota, settings.seed)
+            chosen = balance.admit_probabilistic(
+                row["uid"], ids, counts, settings.quota, settings.seed
+            )
         if chosen:
             yield {**row, "selected_for": list(chosen)}
 

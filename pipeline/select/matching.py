@@ -1,24 +1,28 @@
 """Whole-token multi-pattern matching of captions against the query list (Aho-Corasick).
 
-Captions and queries go through the same :func:`match_text`: NFKC, the case policy, then tokens of
-letters and digits (apostrophes allowed inside a token: ``don't``), joined by single spaces and
-padded with one space at each end. A query matches where its padded form occurs in the padded
-caption, so ``cat`` never matches ``category`` and ``red car`` matches ``a red car.``.
+Captions and queries go through the same :func:`match_text`: NFKC, the case policy, then the
+query tokenizer's words (letters, marks and digits; an apostrophe or hyphen between two of them
+joins them: ``don't``, ``t-shirt``), joined by single spaces and padded with one space at each
+end. A query matches where its padded form occurs in the padded caption, so ``cat`` never
+matches ``category`` or ``cat-like``, and ``red car`` matches ``a red  car.``. Unlike the query
+counts, digit-only tokens stay tokens, so ``apollo 11`` can match.
 """
 
 from __future__ import annotations
 
-import re
 import threading
+import unicodedata
 from operator import itemgetter
 from typing import Iterable
 
 import ahocorasick
+import regex
 
 from pipeline import fs
 
 _VALUE = itemgetter(1)
-_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+# The query list's word rule: letters, marks and digits; ' or - joins two of them (don't, t-shirt).
+_TOKEN = regex.compile(r"[\p{L}\p{M}\p{N}]+(?:['\-][\p{L}\p{M}\p{N}]+)*")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2018": "'"})
 
 
@@ -39,12 +43,15 @@ _BYTES_LOWER, _BYTES_KEEP = _byte_table(True), _byte_table(False)
 
 
 def tokens(text: str, lower: bool = True) -> list[str]:
-    """The tokens of a caption or query under the matching rules."""
-    if text.isascii() and "'" not in text:
-        return text.encode("ascii").translate(_BYTES_LOWER if lower else _BYTES_KEEP).decode("ascii").split()
+    """The tokens of a caption or query under the matching rules (the query tokenizer's words)."""
+    if text.isascii() and "'" not in text and "-" not in text:
+        return (
+            text.encode("ascii")
+            .translate(_BYTES_LOWER if lower else _BYTES_KEEP)
+            .decode("ascii")
+            .split()
+        )
     if not text.isascii():
-        import unicodedata
-
         text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
     return _TOKEN.findall(text.lower() if lower else text)
 
@@ -93,8 +100,12 @@ class Matcher:
         """Sorted ids of every query found in the caption (empty tuple if none)."""
         if not self.size:
             return ()
-        if caption.isascii() and "'" not in caption:  # the common case, inlined: same as match_text
-            text = caption.encode("ascii").translate(_BYTES_LOWER if self.lower else _BYTES_KEEP).decode("ascii")
+        if caption.isascii() and "'" not in caption and "-" not in caption:  # inlined match_text
+            text = (
+                caption.encode("ascii")
+                .translate(_BYTES_LOWER if self.lower else _BYTES_KEEP)
+                .decode("ascii")
+            )
             # split/join only when needed: most captions have no run of separators inside
             text = f" {text.strip()} " if "  " not in text else f" {' '.join(text.split())} "
         else:
@@ -141,4 +152,3 @@ def clear_cache() -> None:
     """Forget built automata (tests rewrite query files in place)."""
     with _LOCK:
         _CACHE.clear()
-

@@ -21,8 +21,12 @@ def _step(name: str, n_in: int, n_out: int, removed: dict) -> dict:
 def file_steps(counts: dict) -> list[dict]:
     """Read, filter and match steps of one input file (or of all of them summed)."""
     read = _step("read", counts.get("units", 0), counts.get("pairs", 0), _prefixed(counts, "drop:"))
-    filt = _step("filter", counts.get("pairs", 0), counts.get("filtered", 0), _prefixed(counts, "filter:"))
-    match = _step("match", counts.get("filtered", 0), counts.get("matched", 0), _prefixed(counts, "match:"))
+    filt = _step(
+        "filter", counts.get("pairs", 0), counts.get("filtered", 0), _prefixed(counts, "filter:")
+    )
+    match = _step(
+        "match", counts.get("filtered", 0), counts.get("matched", 0), _prefixed(counts, "match:")
+    )
     return [read, filt, match]
 
 
@@ -77,7 +81,9 @@ def balance_report(
                 "selected": attributed.get(q, 0),
                 "selected_any": kept.get(q, 0),
                 "expected": balance.expected(n, quota),
-                "sigma": round(balance.sampling_sigma(n, quota), 3) if settings["mode"] == "probabilistic" else 0.0,
+                "sigma": round(balance.sampling_sigma(n, quota), 3)
+                if settings["mode"] == "probabilistic"
+                else 0.0,
             }
         )
     before = [r["matches"] for r in rows]

@@ -52,8 +52,21 @@ def queries_path(run: RunConfig, select: SelectConfig) -> str:
     path = select.queries_file or Layout(run.out).queries_parquet
     if not fs.exists(path):
         key = "select.queries_file"
-        raise ConfigError(key, f"query list {path} not found: run the queries stage (`wit queries`) first")
+        raise ConfigError(
+            key, f"query list {path} not found: run the queries stage (`wit queries`) first"
+        )
     return path
+
+
+def load_matcher(path: str, case: str):
+    """The automaton of the query list, or a ConfigError if the list is unreadable or empty."""
+    try:
+        matcher = get_matcher(path, case)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError("select.queries_file", f"cannot read query list {path}: {e}") from None
+    if not matcher.size:
+        raise ConfigError("select.queries_file", f"query list {path} holds no usable query")
+    return matcher
 
 
 def settings_for(run: RunConfig, select: SelectConfig, queries: str) -> extract.Settings:
@@ -63,14 +76,20 @@ def settings_for(run: RunConfig, select: SelectConfig, queries: str) -> extract.
         case=select.match_case,
         work_dir=fs.join(Layout(run.out).selection, "_work"),
         buckets=select.spill_buckets,
-        reader=ReaderSpec(select.use_title, tuple(select.url_columns), tuple(select.caption_columns)),
+        reader=ReaderSpec(
+            select.use_title, tuple(select.url_columns), tuple(select.caption_columns)
+        ),
         filters=FilterSpec(
-            select.min_caption_chars, select.max_caption_chars, tuple(select.skip_extensions), select.language_filter
+            select.min_caption_chars,
+            select.max_caption_chars,
+            tuple(select.skip_extensions),
+            select.language_filter,
         ),
         dedup_url=select.dedup_url,
         mode=select.mode,
         quota=balance.quota(select.cap, select.oversample),
         seed=run.seed,
+        progress=run.progress,
     )
 
 
@@ -93,7 +112,9 @@ def _clear_outputs(selection_dir: str, work_dir: str) -> None:
 
 def _load_facts(work_dir: str) -> dict:
     facts = json.loads(fs.read_text(fs.join(work_dir, "facts.json")))
-    return {k: facts.get(k, []) for k in ("files", "dedup", "counts", "attributed", "kept", "parts")}
+    return {
+        k: facts.get(k, []) for k in ("files", "dedup", "counts", "attributed", "kept", "parts")
+    }
 
 
 def run(run: RunConfig, select: SelectConfig) -> dict:
@@ -101,7 +122,7 @@ def run(run: RunConfig, select: SelectConfig) -> dict:
     layout = Layout(run.out)
     inputs = resolve_inputs(run, select)
     qpath = queries_path(run, select)
-    matcher = get_matcher(qpath, select.match_case)  # fails early on a broken query list
+    matcher = load_matcher(qpath, select.match_case)
     settings = settings_for(run, select, qpath)
     _clear_outputs(layout.selection, settings.work_dir)
     fs.makedirs(settings.work_dir)
@@ -117,7 +138,9 @@ def run(run: RunConfig, select: SelectConfig) -> dict:
     return _write_reports(layout, select, settings, matcher.names, len(inputs))
 
 
-def _write_reports(layout: Layout, select: SelectConfig, settings: extract.Settings, names: dict, n_inputs: int) -> dict:
+def _write_reports(
+    layout: Layout, select: SelectConfig, settings: extract.Settings, names: dict, n_inputs: int
+) -> dict:
     work = settings.work_dir
     facts = _load_facts(work)
     parts = facts["parts"]
@@ -135,7 +158,10 @@ def _write_reports(layout: Layout, select: SelectConfig, settings: extract.Setti
         names, per_query["counts"], per_query["attributed"], per_query["kept"], sel["steps"], info
     )
     fs.write_text_atomic(fs.join(layout.reports, "select.json"), json.dumps(sel, indent=1) + "\n")
-    fs.write_text_atomic(fs.join(layout.reports, "balance.json"), json.dumps(bal, indent=1) + "\n")
+    indent = 1 if len(bal["queries"]) <= 20_000 else None  # 500k query rows: keep the file compact
+    fs.write_text_atomic(
+        fs.join(layout.reports, "balance.json"), json.dumps(bal, indent=indent) + "\n"
+    )
     _remove_tree(work)
     g = bal["global"]
     return {

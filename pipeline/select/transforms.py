@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections import Counter
 
 import apache_beam as beam
@@ -34,9 +36,19 @@ class ExtractFileFn(beam.DoFn):
 
     def process(self, element):
         index, path = element
+        started = time.time()
         report = extract.extract_file(path, index, self.settings, self.matcher)
-        for key, n in report["counts"].items():
+        counts = report["counts"]
+        for key, n in counts.items():
             Metrics.counter("select", key).inc(n)
+        if self.settings.progress:
+            secs = max(time.time() - started, 1e-6)
+            print(
+                f"[select] file {index}: {path}: {counts.get('units', 0):,} candidates, "
+                f"{counts.get('matched', 0):,} matched, {counts.get('units', 0) / secs:,.0f}/s",
+                file=sys.stderr,
+                flush=True,
+            )
         yield report
 
 
@@ -110,9 +122,9 @@ class DecideSelection(beam.PTransform):
         thresholds = (
             self.draws
             | "SmallestDrawsPerQuery"
-            >> beam.CombinePerKey(beam.combiners.TopCombineFn(quota, reverse=True)).with_hot_key_fanout(
-                HOT_KEY_FANOUT
-            )
+            >> beam.CombinePerKey(
+                beam.combiners.TopCombineFn(quota, reverse=True)
+            ).with_hot_key_fanout(HOT_KEY_FANOUT)
             | "Threshold" >> beam.FlatMap(lambda kv: _threshold(kv, quota))
         )
         out = buckets | "DecidePairs" >> beam.FlatMap(
@@ -148,11 +160,15 @@ class WriteSelection(beam.PTransform):
             selected
             | "KeyByPart"
             >> beam.Map(
-                lambda row, n: (balance.part_of(row["uid"], balance.part_count(n, rows_per_part)), row),
+                lambda row, n: (
+                    balance.part_of(row["uid"], balance.part_count(n, rows_per_part)),
+                    row,
+                ),
                 beam.pvalue.AsSingleton(total),
             )
             | "GroupParts" >> beam.GroupByKey()
-            | "WritePart" >> beam.MapTuple(lambda part, rows: extract.write_part(out_dir, part, rows))
+            | "WritePart"
+            >> beam.MapTuple(lambda part, rows: extract.write_part(out_dir, part, rows))
         )
 
 
@@ -192,7 +208,11 @@ class SelectPairs(beam.PTransform):
     def expand(self, files):
         s = self.settings
         reports = files | "Extract" >> ExtractCandidates(s)
-        buckets = files.pipeline | "Buckets" >> beam.Create(list(range(s.buckets)))
+        buckets = (
+            files.pipeline
+            | "Buckets" >> beam.Create(list(range(s.buckets)))
+            | "SpreadBuckets" >> beam.Reshuffle()  # Create is one bundle: spread it over workers
+        )
         stats = buckets | "Count" >> CountMatches(s, reports)
         decided = buckets | "Decide" >> DecideSelection(s, stats["counts"], stats["draws"])
         parts = decided["selected"] | "Write" >> WriteSelection(self.out_dir, self.rows_per_part)
@@ -204,4 +224,8 @@ class SelectPairs(beam.PTransform):
             _tag(decided["kept"], "kept"),
             _tag(parts, "parts"),
         ]
-        return facts | "Facts" >> beam.Flatten() | "WriteFacts" >> WriteFacts(fs.join(s.work_dir, "facts.json"))
+        return (
+            facts
+            | "Facts" >> beam.Flatten()
+            | "WriteFacts" >> WriteFacts(fs.join(s.work_dir, "facts.json"))
+        )
