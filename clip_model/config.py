@@ -16,6 +16,7 @@ class TrainConfig:
     )
     model: str = opt("tiny", "model preset", choices=("tiny", "ViT-B-32", "ViT-B-16", "ViT-L-14"))
     model_image_size: int = opt(0, "input image side in pixels; 0: the preset's")
+    model_patch_size: int = opt(0, "ViT patch side in pixels; 0: the preset's")
     context_length: int = opt(
         0, "text tokens per caption; 0: the preset's (77 for the paper's models)"
     )

@@ -118,8 +118,8 @@ def _loss_summary(losses: list[tuple[int, float]]) -> dict:
 
 
 def metrics_from(ev: dict, result, model: CLIP, train: TrainConfig, heldout, shards) -> dict:
-    """The flat metrics.json record (headline: colour+shape, 'a photo of a {}.')."""
-    head = ev["zero_shot"]["colour_shape/single"]
+    """The flat metrics.json record (headline: colour+shape with the demo-phrased prompts)."""
+    head = ev["zero_shot"]["colour_shape/demo"]
     return {
         "zero_shot_top1": head["top1"],
         "zero_shot_top5": head["top5"],
@@ -175,6 +175,7 @@ def _run(run, train, env, shards, heldout, started) -> dict:
         cfg = preset(
             train.model,
             image_size=train.model_image_size or None,
+            patch_size=train.model_patch_size or None,
             context_length=ctx,
             vocab_size=tokenizer.vocab_size,
         )
@@ -199,8 +200,8 @@ def _run(run, train, env, shards, heldout, started) -> dict:
     zs = ev["zero_shot"]
     print(
         f"[train] zero-shot colour+shape top-1 {metrics['zero_shot_top1']:.1%} (chance {metrics['chance']:.1%}), "
-        f"colour {zs['colour/single']['top1']:.1%} (chance {zs['colour/single']['chance_top1']:.1%}), "
-        f"shape {zs['shape/single']['top1']:.1%} (chance {zs['shape/single']['chance_top1']:.1%}); "
+        f"colour {zs['colour/demo']['top1']:.1%} (chance {zs['colour/demo']['chance_top1']:.1%}), "
+        f"shape {zs['shape/demo']['top1']:.1%} (chance {zs['shape/demo']['chance_top1']:.1%}); "
         f"retrieval R@1 {metrics['recall_at_1']:.1%} R@5 {metrics['recall_at_5']:.1%} "
         f"over {ev['retrieval']['pairs']} pairs",
         file=sys.stderr,

@@ -205,24 +205,30 @@ def wordnet_entries(mode: str = "all") -> list[tuple[str, list[str], int]]:
         except (OSError, ValueError):
             pass
     wn = load_wordnet()
-    names: dict[str, list[str]] = {}
-    for synset in wn.all_synsets():
-        lemmas = [synset.name().split(".")[0]] if mode == "head" else synset.lemma_names()
-        for lemma in lemmas:
-            names.setdefault(lemma, []).append(synset.name())
+    names: dict[str, dict[str, list[str]]] = {"all": {}, "head": {}}
+    for synset in wn.all_synsets():  # one walk fills both modes' caches
+        for lemma in synset.lemma_names():
+            names["all"].setdefault(lemma, []).append(synset.name())
+        names["head"].setdefault(synset.name().split(".")[0], []).append(synset.name())
     freq = _lemma_frequencies(wn)
-    entries = sorted(
-        (name.replace("_", " "), sorted(set(syns)), freq.get(name.lower(), 0))
-        for name, syns in names.items()
-    )
+    result = {}
+    for m, by_name in names.items():
+        result[m] = sorted(
+            (name.replace("_", " "), sorted(set(syns)), freq.get(name.lower(), 0))
+            for name, syns in by_name.items()
+        )
+        _write_cache(_wordnet_cache_path(root, m), result[m])
+    return result[mode]
+
+
+def _write_cache(path: Path, entries: list) -> None:
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(gzip.compress(json.dumps(entries).encode()))
-        tmp.replace(cache)
-    except OSError:  # a read-only home only costs the next run the 20 s again
+        tmp.replace(path)
+    except OSError:  # a read-only home only costs the next run the walk again
         pass
-    return entries
 
 
 @functools.lru_cache(maxsize=4)

@@ -118,6 +118,16 @@ def load_wordnet():
 
 
 def main() -> int:
+    """Arrange WordNet for nltk (then cache the names the query builder derives from it)."""
+    code = arrange()
+    if code == 0:
+        from queries.sources import wordnet_entries
+
+        print(f"wordnet: {len(wordnet_entries('all'))} lemma names cached for the query builder")
+    return code
+
+
+def arrange() -> int:
     """Arrange WordNet for nltk: already there, else nltk.download, else Debian's files."""
     if wordnet_available():
         print("wordnet: found by nltk")

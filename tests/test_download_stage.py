@@ -318,7 +318,9 @@ def test_changed_image_options_refetch_instead_of_reusing(server, tmp_path):
     stage.run(RunConfig(out=out, workers=1, progress=False), _config(server.port, image_size=64))
     sizes = {min(r["width"], r["height"]) for r in _shard_rows(out) if r["status"] == "success"}
     assert sizes == {64}
-    assert all(b.startswith(b"\xff\xd8") for n, b in _tar_members(out).items() if n.endswith(".jpg"))
+    assert all(
+        b.startswith(b"\xff\xd8") for n, b in _tar_members(out).items() if n.endswith(".jpg")
+    )
 
 
 def test_download_transform_in_a_test_pipeline(server, tmp_path):

@@ -347,3 +347,18 @@ def test_wit_report_command(tmp_path):
     assert main(["report", "--out", str(tmp_path), "--sample-grid", "4", "--no-progress"]) == 0
     assert (tmp_path / "reports" / "index.html").stat().st_size > 10_000
     assert main(["report", "--out", str(tmp_path), "--thumbnail-px", "5"]) == 2
+
+
+@pytest.mark.parametrize(
+    "balance",
+    [
+        {"queries": [{"query_id": 7, "query": "red", "matches": 5, "selected": 3, "expected": 3}]},
+        {"per_query": {"7": {"query": "red", "count": 5, "after": 3}}},
+        {"rows": [{"id": 7, "text": "red", "matched": 5, "selected": 3}], "global": {"cap": 3}},
+    ],
+)
+def test_balance_counts_read_the_known_layouts(balance):
+    counts = collect.balance_counts(balance)
+    assert {q: (c["query"], c["matches"], c["selected"]) for q, c in counts.items()} == {
+        7: ("red", 5, 3)
+    }

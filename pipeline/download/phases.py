@@ -14,8 +14,10 @@ rows in file order), never from download order, so every run cuts the same shard
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
@@ -23,7 +25,13 @@ import pyarrow.parquet as pq
 from pipeline import fs
 from pipeline.download import shard_writer as sw
 from pipeline.download.fetch import RETRYABLE_REASONS
-from pipeline.download.worker import SELECTION_COLUMNS, ShardDownloader, ShardTask, rows_for_task
+from pipeline.download.worker import (
+    SELECTION_COLUMNS,
+    Progress,
+    ShardDownloader,
+    ShardTask,
+    rows_for_task,
+)
 
 STAGING = "_staging"
 
@@ -65,13 +73,24 @@ def plan_tasks(parts: list[str], samples_per_shard: int) -> list[ShardTask]:
     return tasks
 
 
-def read_slice(path: str, start: int, stop: int) -> list[dict]:
-    """Rows ``start:stop`` of a selection part, as dicts of the selection columns."""
+@functools.lru_cache(maxsize=2)
+def _selection_part(path: str, stamp: tuple):
+    # Consecutive shards usually cut the same part: read it once per worker, not once per shard.
     with fs.open_read(path) as f:
         pf = pq.ParquetFile(f)
         names = [c for c in SELECTION_COLUMNS if c in pf.schema_arrow.names]
-        table = pf.read(columns=names)
-    return table.slice(start, stop - start).to_pylist()
+        return pf.read(columns=names)
+
+
+def read_slice(path: str, start: int, stop: int) -> list[dict]:
+    """Rows ``start:stop`` of a selection part, as dicts of the selection columns."""
+    # The stamp keys the cache on the file's version, so a rewritten selection is read afresh.
+    stamp = (
+        (fs.size(path),)
+        if fs.is_remote(path)
+        else (os.stat(path).st_mtime_ns, os.stat(path).st_size)
+    )
+    return _selection_part(path, stamp).slice(start, stop - start).to_pylist()
 
 
 def _info(shard: int, rows: list[dict], fetched: int) -> ShardInfo:
@@ -93,13 +112,11 @@ def fetch_shard(
     task: ShardTask, downloader: ShardDownloader, shards_dir: str, retry_failed: bool = False
 ) -> tuple[ShardInfo, list[dict]]:
     """Phase 1 for one shard; returns its info and the rows fetched in this call."""
-    from pipeline.download.worker import Progress
-
     wanted = rows_for_task(task, read_slice)
     path = staging_path(shards_dir, task.shard)
     digest = image_options_digest(downloader.image_opts)
     existing = _read_matching_staging(path, wanted, digest)
-    if existing is not None and not retry_failed:
+    if existing is not None and not (retry_failed and any(_retryable(r) for r in existing)):
         _write_progress(shards_dir, task.shard, len(existing), _ok(existing))
         return _info(task.shard, existing, 0), []
     todo = wanted if existing is None else [r for r in existing if _retryable(r)]

@@ -76,8 +76,12 @@ def make_key(shard: int, row: int, samples_per_shard: int) -> str:
 
 def write_table_atomic(path: str, table: pa.Table) -> None:
     """Write a Parquet file to a temporary name and rename it into place."""
+    # Encoded images do not compress: storing them as-is saves the CPU of trying.
+    codecs = {name: "none" if name == "image" else "zstd" for name in table.column_names}
     with fs.open_write_atomic(path) as f:
-        pq.write_table(table, f, compression="zstd")
+        pq.write_table(
+            table, f, compression=codecs, use_dictionary=[c for c in codecs if c != "image"]
+        )
 
 
 def write_staging(path: str, rows: list[dict], image_digest: str = "") -> None:
@@ -191,7 +195,9 @@ def final_is_current(shards_dir: str, shard: int, digest: str) -> bool:
         return False
 
 
-def write_final(shards_dir: str, shard: int, rows: list[dict], ext: str, digest: str | None = None) -> dict:
+def write_final(
+    shards_dir: str, shard: int, rows: list[dict], ext: str, digest: str | None = None
+) -> dict:
     """Write ``{NNNNN}.tar``, ``.parquet`` and ``_stats.json`` (last); returns the stats.
 
     ``digest`` (default: :func:`content_digest`) is recorded in the stats for resume checks.
