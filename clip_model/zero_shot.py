@@ -179,7 +179,13 @@ def _marginal(probs: torch.Tensor, groups: list[str], labels: list[str]) -> dict
     idx = torch.tensor([names.index(lab) if lab in names else -1 for lab in labels])
     acc = topk_accuracy(probs @ onehot, idx)
     c = len(names)
-    return {"top1": acc[1], "top5": acc[5], "classes": c, "chance_top1": 1 / c, "chance_top5": min(1.0, 5 / c)}
+    return {
+        "top1": acc[1],
+        "top5": acc[5],
+        "classes": c,
+        "chance_top1": 1 / c,
+        "chance_top5": min(1.0, 5 / c),
+    }
 
 
 def evaluate_demo(
@@ -189,7 +195,9 @@ def evaluate_demo(
     (class probabilities summed over the other attribute), for each prompt set."""
     classes = demo_classes(query_names)
     names = [f"{c} {s}" for c, s in classes]
-    images, scenes = demo_images([f"heldout-{i}" for i in range(n_images)], seed, model.cfg.vision.image_size)
+    images, scenes = demo_images(
+        [f"heldout-{i}" for i in range(n_images)], seed, model.cfg.vision.image_size
+    )
     keep = [i for i, sc in enumerate(scenes) if (sc.colour, sc.shape) in classes]
     feats = encode_images(model, images[keep], device)
     labels = torch.tensor([classes.index((scenes[i].colour, scenes[i].shape)) for i in keep])
@@ -207,6 +215,42 @@ def evaluate_demo(
             "chance_top5": min(1.0, 5 / c), "images": len(keep), "templates": len(templates),
         }  # fmt: skip
         probs = (scale * logits).softmax(dim=1)
-        results[f"colour/{tname}"] = _marginal(probs, [c for c, _ in classes], [scenes[i].colour for i in keep])
-        results[f"shape/{tname}"] = _marginal(probs, [s for _, s in classes], [scenes[i].shape for i in keep])
+        results[f"colour/{tname}"] = _marginal(
+            probs, [c for c, _ in classes], [scenes[i].colour for i in keep]
+        )
+        results[f"shape/{tname}"] = _marginal(
+            probs, [s for _, s in classes], [scenes[i].shape for i in keep]
+        )
+    results.update(
+        _background(
+            model, tokenizer, scenes, encode_images(model, images, device), device, ensemble
+        )
+    )
     return results
+
+
+def _background(model, tokenizer, scenes, feats, device, ensemble: bool) -> dict:
+    """Zero-shot background colour: prompts in the captions' phrasing averaged over the foreground
+    (every colour x shape), and the generic prompts with class names '<colour> background'."""
+    from pipeline.demo_world import scene as S
+
+    colours = list(S.COLOURS)
+    labels = torch.tensor([colours.index(sc.background) for sc in scenes])
+    demo = tuple(f"one {c} {s} on a {{}} background" for c in S.COLOURS for s in S.SHAPES)
+    sets = {
+        "demo": (colours, demo),
+        "single": ([f"{c} background" for c in colours], SIMPLE_TEMPLATES),
+    }
+    if ensemble:
+        sets["ensemble"] = ([f"{c} background" for c in colours], IMAGENET_TEMPLATES)
+    out = {}
+    for tname, (names, templates) in sets.items():
+        acc = topk_accuracy(
+            feats @ build_classifier(model, tokenizer, names, templates, device), labels
+        )
+        c = len(names)
+        out[f"background/{tname}"] = {
+            "top1": acc[1], "top5": acc[5], "classes": c, "chance_top1": 1 / c,
+            "chance_top5": min(1.0, 5 / c), "images": len(scenes), "templates": len(templates),
+        }  # fmt: skip
+    return out
