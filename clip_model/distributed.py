@@ -53,16 +53,6 @@ def init(requested_device: str = "auto") -> DistEnv:
     return DistEnv(rank, local_rank, world, device)
 
 
-def all_reduce_sum(values: dict[str, float], env: DistEnv) -> dict[str, float]:
-    """Sum numeric values across ranks (identity on one process)."""
-    if not env.distributed or not values:
-        return dict(values)
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=env.device)
-    dist.all_reduce(t)
-    return dict(zip(keys, t.tolist()))
-
-
 def barrier(env: DistEnv) -> None:
     """Wait for every rank."""
     if env.distributed:

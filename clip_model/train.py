@@ -144,6 +144,18 @@ def _gather_positions(local: dict, env: DistEnv) -> dict:
     return {str(r): p for r, p in enumerate(out)}
 
 
+def _merge_counts(base: Counter, session: Counter, env: DistEnv) -> dict:
+    """Skip counts so far: the checkpoint's plus this session's on every rank (keys may differ)."""
+    parts = [dict(session)]
+    if env.distributed:
+        parts = [None] * env.world
+        dist.all_gather_object(parts, dict(session))
+    total = Counter(base)
+    for p in parts:
+        total.update(p)
+    return dict(total)
+
+
 class Logger:
     """CSV + TensorBoard on the main rank, and a progress line on stderr."""
 
@@ -254,19 +266,12 @@ def fit(
 
     def checkpoint() -> None:
         positions = _gather_positions(local_pos, env)
-        counts = Counter(base_counts)
-        for c in worker_counts.values():
-            counts.update(c)
-        from clip_model.distributed import all_reduce_sum
-
-        total = all_reduce_sum({k: v - base_counts.get(k, 0) for k, v in counts.items()}, env)
-        merged = {k: int(base_counts.get(k, 0) + v) for k, v in total.items()}
-        data.positions, data.counts = positions, merged or dict(base_counts)
-        data.workers, data.world, data.samples_seen = (
-            max(1, train.loader_workers),
-            env.world,
-            step * train.batch_size,
-        )
+        session = Counter()
+        for c in worker_counts.values():  # each worker's counts are cumulative since it started
+            session.update(c)
+        data.positions, data.counts = positions, _merge_counts(base_counts, session, env)
+        data.workers, data.world = max(1, train.loader_workers), env.world
+        data.samples_seen = step * train.batch_size
         if env.is_main:
             save_checkpoint(
                 fs.join(train_dir, CHECKPOINT), raw, opt, sched, step, data, tokenizer, config or {}
