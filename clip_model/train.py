@@ -211,6 +211,25 @@ class FitResult:
     peak_mem_gb: float = 0.0
 
 
+def train_step(
+    model, raw, opt, sched, batch: dict, train: TrainConfig, device: str
+) -> torch.Tensor:
+    """One optimizer step on a loader batch; returns the (detached-later) loss."""
+    images = transforms.normalize(batch["images"].to(device, non_blocking=True))  # (B, 3, S, S)
+    texts = batch["texts"].to(device, non_blocking=True)  # (B, T)
+    with autocast(device, train.precision):
+        image_f, text_f, scale = model(images, texts)
+    loss = clip_loss(image_f.float(), text_f.float(), scale.float())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if train.grad_clip > 0:
+        nn.utils.clip_grad_norm_(raw.parameters(), train.grad_clip)
+    opt.step()
+    sched.step()
+    raw.clamp_logit_scale()
+    return loss
+
+
 def _wrap(raw: nn.Module, train: TrainConfig, env: DistEnv) -> nn.Module:
     """DDP (device_ids only on CUDA: gloo on CPU must not get any) and torch.compile."""
     model = raw
@@ -284,32 +303,21 @@ def fit(
         t0 = time.perf_counter()
         batch = next(batches)
         wait += time.perf_counter() - t0
-        images = transforms.normalize(batch["images"].to(env.device, non_blocking=True))
-        texts = batch["texts"].to(env.device, non_blocking=True)
-        with autocast(env.device, train.precision):
-            image_f, text_f, scale = model(images, texts)
-        loss = clip_loss(image_f.float(), text_f.float(), scale.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(raw.parameters(), train.grad_clip)
-        opt.step()
-        sched.step()
-        raw.clamp_logit_scale()
+        loss = train_step(model, raw, opt, sched, batch, train, env.device)
         step += 1
         local_pos[str(batch["worker"])] = [batch["epoch"], batch["drawn"]]
         worker_counts[batch["worker"]] = batch["counts"]
         losses.append((step, loss.detach()))  # no .item() per step: it would sync CUDA
         win_steps += 1
         if step % train.log_every == 0 or step == end:
-            now = time.perf_counter()
+            elapsed = max(time.perf_counter() - window, 1e-9)
             row = {
                 "step": step,
                 "loss": float(loss.detach()),
                 "lr": sched.get_last_lr()[0],
                 "logit_scale": float(raw.logit_scale.detach().exp()),
-                "samples_per_s": win_steps * train.batch_size / max(now - window, 1e-9),
-                "data_wait": wait / max(now - window, 1e-9),
+                "samples_per_s": win_steps * train.batch_size / elapsed,
+                "data_wait": wait / elapsed,
                 "epoch": batch["epoch"],
                 "gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
             }
