@@ -14,6 +14,8 @@ def pipeline_args(run: RunConfig, job_name: str) -> list[str]:
     if run.is_local:
         mode = "multi_processing" if run.workers > 1 else "in_memory"
         args += [f"--direct_num_workers={run.workers}", f"--direct_running_mode={mode}"]
+        if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+            args.append("--default_sdk_harness_log_level=ERROR")  # worker processes' INFO chatter
     else:
         args.append(f"--runner={run.runner}")
         if not any(a.startswith("--job_name") for a in args):
@@ -35,5 +37,7 @@ def make_pipeline(run: RunConfig, job_name: str):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        # worker logs relayed by the local job service ("No semi_persistent_directory found")
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
         return beam.Pipeline(runner=FnApiRunner(), options=options)
     return beam.Pipeline(options=options)
