@@ -219,6 +219,19 @@ def resolve(
     return resolved
 
 
+def expand_inputs(patterns: list[str], key: str) -> list[str]:
+    """Files matching each glob, in pattern order without repeats; a pattern matching nothing is a ConfigError."""
+    from pipeline import fs
+
+    paths: list[str] = []
+    for pattern in patterns:
+        found = fs.glob(pattern)
+        if not found:
+            raise ConfigError(key, f"no file matches {pattern!r}")
+        paths.extend(p for p in found if p not in paths)
+    return paths
+
+
 def to_jsonable(configs: dict[str, Any]) -> dict[str, dict]:
     """The resolved configuration as plain JSON data."""
     return {name: dataclasses.asdict(cfg) for name, cfg in configs.items()}

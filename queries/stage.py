@@ -14,7 +14,7 @@ import apache_beam as beam
 
 from pipeline import fs
 from pipeline.beam_runner import make_pipeline
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import ConfigError, RunConfig, expand_inputs
 from pipeline.layout import Layout
 from queries import assemble, sources
 from queries.config import QueriesConfig
@@ -32,21 +32,11 @@ DEMO_DUMP = "wiki/enwiki-20240101-pages-articles-multistream.xml.bz2"
 DEMO_PAGEVIEWS = "pageviews/pageviews-*.gz"
 
 
-def _expand(patterns: list[str], key: str) -> list[str]:
-    paths = []
-    for pattern in patterns:
-        found = fs.glob(pattern)
-        if not found:
-            raise ConfigError(key, f"no file matches {pattern!r}")
-        paths.extend(found)
-    return sorted(set(paths))
-
-
 def resolve_inputs(run: RunConfig, cfg: QueriesConfig) -> tuple[list[str], list[str]]:
     """Dump and pageview paths: the configured ones, else the demo world's; ConfigError if none."""
     world = Layout(run.out).world
     if cfg.wiki_dumps:
-        dumps = _expand(cfg.wiki_dumps, "queries.wiki_dumps")
+        dumps = expand_inputs(cfg.wiki_dumps, "queries.wiki_dumps")
     else:
         dumps = fs.glob(fs.join(world, DEMO_DUMP))
         if not dumps:
@@ -55,7 +45,7 @@ def resolve_inputs(run: RunConfig, cfg: QueriesConfig) -> tuple[list[str], list[
                 f"no dump given and no demo world at {world} (run `wit demo-world` first)",
             )
     if cfg.pageviews:
-        views = _expand(cfg.pageviews, "queries.pageviews")
+        views = expand_inputs(cfg.pageviews, "queries.pageviews")
     else:
         views = fs.glob(fs.join(world, DEMO_PAGEVIEWS))
         if not views:

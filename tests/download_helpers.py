@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SELECTION_SCHEMA = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("url", pa.string()),
-        ("caption", pa.string()),
-        ("page_url", pa.string()),
-        ("source_file", pa.string()),
-        ("matched_query_ids", pa.list_(pa.int64())),
-        ("matched_queries", pa.list_(pa.string())),
-        ("selected_for", pa.list_(pa.int64())),
-    ]
-)
+from pipeline.select.extract import SELECTION_SCHEMA  # the selection contract
+from pipeline.select.normalize import uid_for
 
 
 def selection_row(url: str, caption: str, queries: dict[int, str]) -> dict:
     """One selection row, with the uid the selection stage would give it (hash of url+caption)."""
-    uid = hashlib.sha256(f"{url}\t{caption}".encode()).hexdigest()[:32]
+    uid = uid_for(url, caption)
     return {
         "uid": uid,
         "url": url,

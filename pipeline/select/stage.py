@@ -8,23 +8,13 @@ import shutil
 
 from pipeline import fs
 from pipeline.beam_runner import make_pipeline
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import ConfigError, RunConfig, expand_inputs
 from pipeline.layout import Layout
 from pipeline.select import balance, extract, reports
 from pipeline.select.candidates import TABLE_SUFFIXES, ReaderSpec
 from pipeline.select.config import SelectConfig
 from pipeline.select.matching import get_matcher
 from pipeline.select.normalize import FilterSpec
-
-
-def _expand(patterns: list[str], key: str) -> list[str]:
-    paths = []
-    for pattern in patterns:
-        found = fs.glob(pattern)
-        if not found:
-            raise ConfigError(key, f"no file matches {pattern!r}")
-        paths.extend(found)
-    return paths
 
 
 def _is_table(path: str) -> bool:
@@ -34,7 +24,9 @@ def _is_table(path: str) -> bool:
 def resolve_inputs(run: RunConfig, select: SelectConfig) -> list[str]:
     """Input files in a fixed order: the configured ones, else the demo world's WAT files and tables."""
     if select.wat or select.tables:
-        paths = _expand(select.wat, "select.wat") + _expand(select.tables, "select.tables")
+        paths = expand_inputs(select.wat, "select.wat") + expand_inputs(
+            select.tables, "select.tables"
+        )
     else:
         world = Layout(run.out).world
         paths = fs.glob(fs.join(world, "wat", "*.warc.wat.gz"))
