@@ -57,8 +57,11 @@ def test_main_trains_evaluates_and_writes_metrics(tmp_path, shards):
         "samples_per_s",
     ):
         assert key in metrics, key
-    assert metrics["steps"] == 3 and metrics["chance"] == pytest.approx(1 / 12)
-    assert metrics["zero_shot"]["colour_shape/demo"]["chance_top1"] == pytest.approx(1 / 96)
+    # headline: colour+shape; with no query list every one of the 12 x 8 combinations is a class
+    assert metrics["steps"] == 3 and metrics["chance"] == pytest.approx(1 / 96)
+    assert metrics["zero_shot_task"].startswith("colour_shape/demo")
+    assert metrics["zero_shot_top1"] == metrics["zero_shot"]["colour_shape/demo"]["top1"]
+    assert metrics["zero_shot"]["background/demo"]["chance_top1"] == pytest.approx(1 / 12)
     assert metrics["heldout_shards"] == 1 and metrics["retrieval"]["pairs"] == 16
     ckpt = torch.load(out / "train" / CHECKPOINT, weights_only=True)  # only tensors and plain data
     assert ckpt["step"] == 3 and ckpt["data"]["samples_seen"] == 24
