@@ -83,18 +83,22 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict
     return {k: float(hit[:, :k].any(1).float().mean()) for k in ks}
 
 
+def _scores(acc: dict, classes: int) -> dict:
+    """Top-1/top-5 accuracy with the chance levels of ``classes`` equally likely classes."""
+    return {
+        "top1": acc[1],
+        "top5": acc[5],
+        "classes": classes,
+        "chance_top1": 1 / classes,
+        "chance_top5": min(1.0, 5 / classes),
+    }
+
+
 def zero_shot(model, tokenizer, image_feats, labels, classnames, templates, device) -> dict:
     """Top-1/top-5 accuracy of the prompt classifier; chance is 1/C and 5/C."""
     classifier = build_classifier(model, tokenizer, classnames, templates, device)
     acc = topk_accuracy(image_feats @ classifier, labels)
-    c = len(classnames)
-    return {
-        "top1": acc[1],
-        "top5": acc[5],
-        "classes": c,
-        "chance_top1": 1 / c,
-        "chance_top5": min(1.0, 5 / c),
-    }
+    return _scores(acc, len(classnames))
 
 
 def retrieval(image_feats: torch.Tensor, text_feats: torch.Tensor, ks=(1, 5)) -> dict:
@@ -178,14 +182,7 @@ def _marginal(probs: torch.Tensor, groups: list[str], labels: list[str]) -> dict
     onehot[torch.arange(len(groups)), torch.tensor([names.index(g) for g in groups])] = 1
     idx = torch.tensor([names.index(lab) if lab in names else -1 for lab in labels])
     acc = topk_accuracy(probs @ onehot, idx)
-    c = len(names)
-    return {
-        "top1": acc[1],
-        "top5": acc[5],
-        "classes": c,
-        "chance_top1": 1 / c,
-        "chance_top5": min(1.0, 5 / c),
-    }
+    return _scores(acc, len(names))
 
 
 def evaluate_demo(
