@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import ConfigError, opt
+from pipeline.config import ConfigError, at_least, opt
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,13 @@ class TrainConfig:
     zs_images: int = opt(960, "held-out generated demo images for zero-shot accuracy")
 
     def validate(self) -> None:
-        for key in ("steps", "batch_size", "bpe_vocab_size", "save_every", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
-        for key in (
+        at_least(
+            self, "train", 1, "steps", "batch_size", "bpe_vocab_size", "save_every", "log_every"
+        )
+        at_least(
+            self,
+            "train",
+            0,
             "warmup",
             "loader_workers",
             "model_image_size",
@@ -77,9 +80,7 @@ class TrainConfig:
             "zs_images",
             "shuffle_buffer",
             "torch_threads",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"train.{key}", f"must be >= 0, got {getattr(self, key)}")
+        )
         if self.lr <= 0:
             raise ConfigError("train.lr", f"must be > 0, got {self.lr}")
         if self.context_length and self.context_length < 3:

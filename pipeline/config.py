@@ -81,6 +81,14 @@ class RunConfig:
         return self.runner in LOCAL_RUNNERS
 
 
+def at_least(cfg: Any, section: str, minimum: float, *keys: str) -> None:
+    """Raise ConfigError for the first of ``keys`` whose value on ``cfg`` is below ``minimum``."""
+    for key in keys:
+        value = getattr(cfg, key)
+        if value < minimum:
+            raise ConfigError(f"{section}.{key}", f"must be >= {minimum}, got {value}")
+
+
 def flag_for(key: str) -> str:
     """``select.cap`` -> ``--cap``; the CLI flag that sets a config key."""
     return "--" + key.split(".", 1)[-1].replace("_", "-")

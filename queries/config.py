@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import ConfigError, opt
+from pipeline.config import ConfigError, at_least, opt
 from queries.pageviews import DEFAULT_EXCLUDED_PREFIXES, DEFAULT_PROJECTS
 
 
@@ -59,7 +59,10 @@ class QueriesConfig:
     max_page_mb: int = opt(64, "dumps: pages larger than this are skipped and counted (MB)")
 
     def validate(self) -> None:
-        for key in (
+        at_least(
+            self,
+            "queries",
+            1,
             "min_count",
             "bigram_min_count",
             "min_views",
@@ -67,9 +70,7 @@ class QueriesConfig:
             "pageview_hour_min",
             "split_mb",
             "max_page_mb",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"queries.{key}", f"must be >= 1, got {getattr(self, key)}")
+        )
         if self.bigram_top_n < 0:
             raise ConfigError("queries.bigram_top_n", f"must be >= 0, got {self.bigram_top_n}")
         if not self.pageview_projects:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import ConfigError, opt
+from pipeline.config import ConfigError, at_least, opt
 
 
 @dataclass(frozen=True)
@@ -59,22 +59,30 @@ class DownloadConfig:
     retry_failed: bool = opt(False, "re-fetch only failed samples with retryable reasons")
 
     def validate(self) -> None:
-        for key in (
+        at_least(
+            self,
+            "download",
+            1,
             "concurrency",
             "per_host",
             "max_bytes",
             "max_pixels",
             "image_size",
             "samples_per_shard",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"download.{key}", f"must be >= 1, got {getattr(self, key)}")
+        )
         for key in ("timeout", "connect_timeout", "read_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"download.{key}", f"must be > 0, got {getattr(self, key)}")
-        for key in ("retries", "max_redirects", "min_image_size", "dns_ttl", "image_threads"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"download.{key}", f"must be >= 0, got {getattr(self, key)}")
+        at_least(
+            self,
+            "download",
+            0,
+            "retries",
+            "max_redirects",
+            "min_image_size",
+            "dns_ttl",
+            "image_threads",
+        )
         if self.backoff < 0 or self.retry_after_max < 0 or self.max_aspect_ratio < 0:
             raise ConfigError(
                 "download.backoff", "backoff, retry_after_max and max_aspect_ratio must be >= 0"
