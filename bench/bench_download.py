@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 BAD_MODES = ("404", "500", "html", "truncated", "redirect_loop", "noai", "wrong_type")
 QUALITY = 90
 SIZE = 256
+STARTUP_URLS = 8
 
 
 def _server_main(port_file: str, n: int, seed: int) -> None:
@@ -169,27 +170,37 @@ def run_img2dataset(rows: list[dict], out: str, processes: int) -> dict:
     return res
 
 
-def codec_floor(rows: list[dict], limit: int, threads: int) -> dict:
-    """CPU ms per image of decode + resize + encode (our image code) over the same bytes."""
+def fetch_bodies(rows: list[dict], threads: int = 8) -> list[tuple[str, bytes]]:
+    """(format, bytes) of every good image of the run (fault-mode URLs left out)."""
     import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
 
+    def get(url: str) -> tuple[str, bytes]:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return url.rsplit(".", 1)[-1], resp.read()
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(get, [r["url"] for r in rows if "/f/" not in r["url"]]))
+
+
+def codec_floor(bodies: list[tuple[str, bytes]], threads: int) -> dict:
+    """CPU ms per image of decode + resize + encode (our image code) over the same bytes.
+
+    Every good image of the run is measured (a prefix would have another format and size mix);
+    JPEG draft on/off is compared on every 10th image to keep the bench short.
+    """
     from pipeline.download import images
 
-    bodies = []
-    for r in rows[:limit]:
-        if "/f/" not in r["url"]:
-            with urllib.request.urlopen(r["url"], timeout=10) as resp:
-                bodies.append((r["url"].rsplit(".", 1)[-1], resp.read()))
     result: dict = {"images": len(bodies)}
-    for label, draft in (("draft", True), ("no_draft", False)):
+    for label, draft, sample in (("draft", True, bodies), ("no_draft", False, bodies[::10])):
         opts = images.ImageOptions(SIZE, "keep_ratio", "jpg", QUALITY, use_draft=draft, threads=0)
         per_format: dict = {}
-        for fmt, body in bodies:
+        for fmt, body in sample:
             t0 = time.process_time()
             images.process_image(body, opts)
             per_format.setdefault(fmt, []).append(time.process_time() - t0)
         total = sum(sum(v) for v in per_format.values())
-        result[f"{label}_ms"] = 1000 * total / len(bodies)
+        result[f"{label}_ms"] = 1000 * total / len(sample)
         for fmt, v in per_format.items():
             result[f"{label}_{fmt}_ms"] = 1000 * sum(v) / len(v)
     result["parallel_ms"] = _parallel_floor([b for _, b in bodies], threads)
@@ -200,8 +211,8 @@ def codec_floor(rows: list[dict], limit: int, threads: int) -> dict:
 def _parallel_floor(bodies: list[bytes], threads: int) -> float:
     """CPU ms per image of the same loop on ``threads`` threads at once, as the tools run it.
 
-    Two busy cores (often hyper-thread siblings) make each image cost more CPU time than one busy
-    core does; this floor shows how much of a tool's figure is that, not the tool.
+    Two busy cores (often hyper-thread siblings) can make each image cost more CPU time than one
+    busy core does; this floor shows how much of a tool's figure is that, not the tool.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -210,8 +221,23 @@ def _parallel_floor(bodies: list[bytes], threads: int) -> float:
     opts = images.ImageOptions(SIZE, "keep_ratio", "jpg", QUALITY, threads=0)
     t0 = time.process_time()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda b: images.process_image(b, opts), bodies * 2))
-    return 1000 * (time.process_time() - t0) / (2 * len(bodies))
+        list(pool.map(lambda b: images.process_image(b, opts), bodies))
+    return 1000 * (time.process_time() - t0) / len(bodies)
+
+
+def median_run(results: list[dict]) -> dict:
+    """One run's figures from repeated runs: the median CPU and wall time (start-up likewise)."""
+    import statistics
+
+    out = dict(results[0])
+    for key in ("cpu_s", "wall_s"):
+        out[key] = statistics.median(r[key] for r in results)
+        out["startup"] = {
+            **out["startup"],
+            key: statistics.median(r["startup"][key] for r in results),
+        }
+    out["runs"] = [{"cpu_s": r["cpu_s"], "wall_s": r["wall_s"]} for r in results]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processes", type=int, default=2, help="downloading processes for both tools")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-img2dataset", action="store_true")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="run each tool N times; report the medians"
+    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -236,32 +265,56 @@ def main(argv: list[str] | None = None) -> int:
     server, port = start_server(n, args.seed, work)
     try:
         rows = url_rows(port, n, args.seed)
-        floor = codec_floor(rows, min(n, 500), args.processes)
+        floor = codec_floor(fetch_bodies(rows), args.processes)
         procs = args.processes
-        ours = [
-            run_ours(rows, port, os.path.join(work, "ours_p"), procs, 0),
-            run_ours(rows, port, os.path.join(work, "ours_t"), 1, procs),
+
+        def measured(run, name: str) -> dict:
+            # The same command on STARTUP_URLS URLs first: its fixed cost (interpreter, imports,
+            # process start), so the per-image cost after start-up can be shown beside the total.
+            small = run(rows[:STARTUP_URLS], os.path.join(work, name + "_startup"))
+            res = run(rows, os.path.join(work, name))
+            res["startup"] = {k: small[k] for k in ("cpu_s", "wall_s", "successes")}
+            for path in (name, name + "_startup", name + "_input", name + "_startup_input"):
+                shutil.rmtree(os.path.join(work, path), ignore_errors=True)
+            return res
+
+        configs = [
+            (lambda r, out: run_ours(r, port, out, procs, 0), "ours_p"),
+            (lambda r, out: run_ours(r, port, out, 1, procs), "ours_t"),
         ]
-        theirs = None
         if not args.skip_img2dataset:
-            theirs = run_img2dataset(rows, os.path.join(work, "img2dataset"), procs)
+            configs.append((lambda r, out: run_img2dataset(r, out, procs), "img2dataset"))
+        runs: dict = {name: [] for _, name in configs}
+        for _ in range(args.repeat):  # interleaved, so a slow spell of the machine hits all tools
+            for run, name in configs:
+                runs[name].append(measured(run, name))
+        ours = [median_run(runs["ours_p"]), median_run(runs["ours_t"])]
+        theirs = median_run(runs["img2dataset"]) if "img2dataset" in runs else None
     finally:
         server.kill()
         server.wait()
         shutil.rmtree(work, ignore_errors=True)
-    report(n, args.processes, floor, ours, theirs, args.json)
+    report(n, args.processes, floor, ours, theirs, args.json, args.repeat)
     return 0
 
 
 def report(
-    n: int, processes: int, floor: dict, ours: list[dict], theirs: dict | None, json_path
+    n: int,
+    processes: int,
+    floor: dict,
+    ours: list[dict],
+    theirs: dict | None,
+    json_path,
+    repeat: int = 1,
 ) -> None:
     """Print the three figures and their ratios."""
     floor_ms = floor["draft_ms"]
     lines = [
-        f"URLs: {n}, about 3% through fault modes; output {SIZE} px keep_ratio, JPEG q{QUALITY}",
-        f"codec floor (decode+resize+encode, same bytes, no network): {floor_ms:.2f} ms CPU/image",
-        "  JPEG draft (DCT scaling) on/off, ms per JPEG: "
+        f"URLs: {n}, about 3% through fault modes; output {SIZE} px keep_ratio, JPEG q{QUALITY};"
+        f" each tool run {repeat} time(s), medians shown",
+        f"codec floor (decode+resize+encode of the same {floor['images']} images, no network):"
+        f" {floor_ms:.2f} ms CPU/image",
+        "  JPEG draft (DCT scaling) on/off, ms per JPEG (every 10th image): "
         f"{floor.get('draft_jpg_ms', 0):.2f} / {floor.get('no_draft_jpg_ms', 0):.2f}"
         f"  (png {floor.get('draft_png_ms', 0):.2f}, webp {floor.get('draft_webp_ms', 0):.2f})",
         f"  the same loop on {floor['threads']} threads at once (both cores busy, as in the runs below):"
@@ -277,6 +330,10 @@ def report(
     for r in [*ours, *([theirs] if theirs else [])]:
         r["per_cpu_s"] = r["successes"] / r["cpu_s"]
         r["ms_per_image"] = 1000 * r["cpu_s"] / max(1, r["successes"])
+        s = r["startup"]
+        r["marginal_ms"] = (
+            1000 * (r["cpu_s"] - s["cpu_s"]) / max(1, r["successes"] - s["successes"])
+        )
         label = r.get("label", f"img2dataset 1.47, {processes} processes")
         lines.append(
             f"{label}: {r['per_cpu_s']:.1f} successful images/CPU-s ({r['ms_per_image']:.2f} ms"
@@ -284,11 +341,17 @@ def report(
             f" {r['ms_per_image'] / floor['parallel_ms']:.2f}x parallel floor; {r['cpu_s']:.1f} CPU-s,"
             f" wall {r['wall_s']:.1f} s, {r['successes']} successes)"
         )
+        lines.append(
+            f"  start-up (the same command on {STARTUP_URLS} URLs): {s['cpu_s']:.1f} CPU-s;"
+            f" per image after start-up: {r['marginal_ms']:.2f} ms CPU ="
+            f" {r['marginal_ms'] / floor_ms:.2f}x floor"
+        )
     if theirs:
         for r in ours:
             lines.append(
                 f"  {r['label']} / img2dataset: {r['per_cpu_s'] / theirs['per_cpu_s']:.2f}x images per"
-                f" CPU-s (target >= 1.5x), wall {theirs['wall_s'] / r['wall_s']:.2f}x faster"
+                f" CPU-s (target >= 1.5x), wall {theirs['wall_s'] / r['wall_s']:.2f}x faster;"
+                f" after start-up {theirs['marginal_ms'] / r['marginal_ms']:.2f}x"
             )
     if theirs:
         mine, other = ours[0]["layout"], theirs["layout"]

@@ -283,6 +283,48 @@ def test_keys_like_img2dataset():
     assert shard_writer.make_key(2, 9999, 10000) == "000029999"
 
 
+def _tarfile_reference(rows: list[dict], ext: str) -> bytes:
+    """The same members written by the standard library's tarfile, for comparison."""
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for r in rows:
+            if r["status"] != "success":
+                continue
+            for name, data in (
+                (f"{r['key']}.{ext}", r["image"]),
+                (f"{r['key']}.txt", r["caption"].encode()),
+                (f"{r['key']}.json", shard_writer.sample_json(r)),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), 0, 0o444
+                info.uname = info.gname = "bigdata"
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_tar_bytes_equal_what_tarfile_writes():
+    rows = []
+    for i, size in enumerate((0, 1, 511, 512, 513, 10_000, 70_000)):
+        row = dict.fromkeys(shard_writer.FINAL_SCHEMA.names)
+        row.update(key=f"{i:09d}", status="success", image=bytes([i]) * size)
+        row.update(caption=f"caption {i} \u00e9\u4e2d", uid=f"u{i}", url=f"http://x/{i}")
+        rows.append(row)
+    rows.append({**rows[0], "key": "000000099", "status": "failed_to_download", "image": None})
+    for chosen in (rows, rows[:1], []):
+        out = io.BytesIO()
+        shard_writer.tar_bytes_stream(out, chosen, "jpg")
+        assert out.getvalue() == _tarfile_reference(chosen, "jpg")
+    long_name = "d" * 60 + "/" + "k" * 60 + ".jpg"  # needs the USTAR prefix field: tarfile does it
+    header = shard_writer.member_header(long_name, 5)
+    import tarfile
+
+    assert tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape").name == long_name
+    meta = json.loads(shard_writer.sample_json(rows[1]))
+    assert meta["caption"] == rows[1]["caption"] and "seconds" not in meta
+
+
 def test_trim_keeps_cap_per_query_with_shared_pairs():
     successes = [(f"u{i:03d}", [i % 3]) for i in range(60)] + [("shared", [0, 1]), ("free", [])]
     kept = trim.kept_uids(successes, cap=5)

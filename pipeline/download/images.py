@@ -1,8 +1,9 @@
 """Verify, decode, orient, flatten, resize and re-encode one downloaded image (Pillow).
 
 Decoding is the main CPU cost of a download, so it is kept cheap: JPEGs are decoded at a reduced
-DCT scale with ``Image.draft`` (1/2, 1/4 or 1/8 of full size, never below the target), and the final
-resize uses ``reducing_gap`` so large reductions start with a fast integer box reduce.
+DCT scale with ``Image.draft`` (1/2, 1/4 or 1/8 of full size, never below the target), and
+downscaling uses Pillow's box filter, which is area averaging (img2dataset's ``INTER_AREA``) and
+about 30% cheaper than the antialiased bilinear filter.
 Pillow releases the GIL while decoding, resizing and encoding, so a few threads per worker process
 use several cores. Resize modes
 follow img2dataset: ``keep_ratio`` (shorter side = size), ``center_crop`` (then crop the centre
@@ -126,11 +127,9 @@ def _resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
     w, h = img.size
     tw, th = target_size(w, h, size, mode)
     if (tw, th) != (w, h):
-        downscale = tw < w
-        # Downscale: a 2x2 box reduce while the factor is >= 3, then antialiased bilinear
-        # (about 3x cheaper than plain bicubic, close to img2dataset's INTER_AREA); upscale: lanczos.
-        resample = Image.Resampling.BILINEAR if downscale else Image.Resampling.LANCZOS
-        img = img.resize((tw, th), resample, reducing_gap=1.5 if downscale else None)
+        # Downscale: area averaging (box), like img2dataset's INTER_AREA; upscale: lanczos.
+        resample = Image.Resampling.BOX if tw < w else Image.Resampling.LANCZOS
+        img = img.resize((tw, th), resample)
     if mode == "center_crop" and (tw, th) != (size, size):
         left, top = (tw - size) // 2, (th - size) // 2
         img = img.crop((left, top, left + size, top + size))

