@@ -63,7 +63,7 @@ def dataflow_job():
     from pipeline.select.transforms import SelectPairs
 
     run = RunConfig(out=f"{BUCKET}/out", runner="DataflowRunner", beam_args=DATAFLOW_ARGS)
-    select = SelectConfig(wat=[f"{BUCKET}/wat/*.warc.wat.gz"], cap=200)
+    select = SelectConfig(wat=[f"{BUCKET}/wat/*.warc.wat.gz"], cap=200, mode="exact")
     settings = select_stage.settings_for(run, select, f"{BUCKET}/out/queries/queries.parquet")
     mp = pytest.MonkeyPatch()
     try:
@@ -91,6 +91,7 @@ def test_dataflow_job_builds_offline_with_every_labelled_step(dataflow_job):
     for step in (
         "Select/Extract/ReadFilterMatch",
         "Select/Count/DedupAndCount",
+        "Select/Thresholds/SmallestPerBucket",
         "Select/Decide/DecidePairs",
         "Select/Write/WritePart",
     ):
@@ -102,19 +103,19 @@ def test_dataflow_job_builds_offline_with_every_labelled_step(dataflow_job):
     )
 
 
-def test_per_query_combines_are_liftable_and_the_top_cap_fans_out(dataflow_job):
+def test_per_query_combines_are_liftable(dataflow_job):
     names = _transforms(dataflow_job)
-    # a CombinePerKey stays a combine in the graph, so Dataflow lifts it: partial sums per worker
-    # before the shuffle, so a query with millions of matches ships one number per bundle
+    # the count sums stay combines in the graph, so Dataflow lifts them: partial sums per worker
+    # before the shuffle (each element is already one bucket's dict of per-query counts)
     for combine in (
-        "Select/Count/SumPerQuery",
+        "Select/Count/SumCounts",
         "Select/Decide/SumAttributed",
         "Select/Decide/SumKept",
     ):
-        assert names[combine] == "beam:transform:combine_per_key:v1", combine
-    # the per-query top-k of draws (exact mode) is spread over random sub-keys first
-    fanout = [n for n in names if n.startswith("Select/Decide/SmallestDrawsPerQuery/")]
-    assert any("PreCombineFn" in n for n in fanout) and any("PostCombineFn" in n for n in fanout)
+        inner = [n for n, urn in names.items() if n.startswith(combine + "/")]
+        assert any(names[n] == "beam:transform:combine_per_key:v1" for n in inner), combine
+    # the per-query smallest draws (exact mode): one list per (bucket, query) into a lifted combine
+    assert names["Select/Thresholds/SmallestPerQuery"] == "beam:transform:combine_per_key:v1"
 
 
 def test_workers_get_this_project_as_an_sdist_built_from_setup_py(dataflow_job):

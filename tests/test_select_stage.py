@@ -215,3 +215,23 @@ def test_tiny_demo_world(tiny_out):
         removed["filter"].get("url_data_uri", 0) > 0
         and removed["dedup"].get("duplicate_uid", 0) > 0
     )
+
+
+def test_automatic_spill_buckets_follow_the_input_size(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.select import stage
+
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"url": ["u"] * 1000, "caption": ["c"] * 1000}), table)
+    tsv = tmp_path / "t.tsv"
+    tsv.write_bytes(b"x" * 5_000)
+    wat = tmp_path / "a.warc.wat.gz"
+    wat.write_bytes(b"x" * 13_000)
+    paths = [str(table), str(tsv), str(wat)]
+    assert stage.estimated_candidates(paths) == 1000 + 50 + 10  # exact, 100 B/row, 1.3 KB/link
+    assert stage.spill_buckets(SelectConfig(), paths) == stage.MIN_BUCKETS
+    monkeypatch.setattr(stage, "ROWS_PER_BUCKET", 10)
+    assert stage.spill_buckets(SelectConfig(), paths) == 106  # one bucket per 10 candidates
+    assert stage.spill_buckets(SelectConfig(spill_buckets=5), paths) == 5  # explicit wins

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -97,12 +100,37 @@ def test_count_matches(tmp_path, settings):
     with pipeline() as p:
         barrier = p | "Barrier" >> beam.Create([None])
         out = p | beam.Create(range(3)) | transforms.CountMatches(settings, barrier)
-        assert_that(out["counts"], equal_to([(cat, 3), (dog, 2), (car, 1)]), label="counts")
+        assert_that(out["counts"], equal_to([{cat: 3, dog: 2, car: 1}]), label="counts")
         dups = (
             out["dedup"] | beam.Map(lambda d: d.get("duplicate_uid", 0)) | beam.CombineGlobally(sum)
         )
         assert_that(dups, equal_to([1]), label="dups")  # /i0.jpg "a cat" again on dup.html
-        assert_that(out["draws"] | beam.combiners.Count.Globally(), equal_to([6]), label="draws")
+
+
+def test_thresholds_are_the_quota_th_smallest_draw(tmp_path, settings):
+    _spill(tmp_path, settings)
+    cat, dog, car = (query_id(q) for q in QUERIES)
+    rows = [r for b in range(3) for r in extract.load_bucket(settings.work_dir, b, False)[0]]
+    by_query = _by_query(extract.bucket_draws(rows, settings.seed))
+    with pipeline() as p:
+        counts = p | "Counts" >> beam.Create([{cat: 3, dog: 2, car: 1}])
+        got = p | beam.Create(range(3)) | transforms.Thresholds(settings, counts)
+        # quota 1: queries with more than one match get their smallest draw; "red car" has one
+        assert_that(got, equal_to([(cat, min(by_query[cat])), (dog, min(by_query[dog]))]))
+
+
+def test_smallest_draws_merge_to_the_global_smallest():
+    import random
+
+    rng = random.Random(0)
+    buckets = [sorted(rng.randrange(2**63) for _ in range(rng.randrange(0, 50))) for _ in range(7)]
+    everything = sorted(d for b in buckets for d in b)
+    for quota in (1, 5, 40, 1000):
+        local = [b[:quota] for b in buckets]
+        assert extract.merge_smallest(local, quota) == everything[:quota]
+    rows = [{"uid": f"{i:032x}", "matched_query_ids": [1, 2] if i % 3 else [2]} for i in range(60)]
+    got = extract.smallest_draws(rows, 0, {2}, 5)
+    assert list(got) == [2] and got[2] == sorted(balance.draw(0, 2, r["uid"]) for r in rows)[:5]
 
 
 def test_decide_selection_exact_keeps_quota_per_query(tmp_path, settings):
@@ -110,13 +138,21 @@ def test_decide_selection_exact_keeps_quota_per_query(tmp_path, settings):
     cat, dog, car = (query_id(q) for q in QUERIES)
     rows = [r for b in range(3) for r in extract.load_bucket(settings.work_dir, b, False)[0]]
     draws = list(extract.bucket_draws(rows, settings.seed))
+    best = {q: min(ds) for q, ds in _by_query(draws).items()}
     with pipeline() as p:
-        counts = p | "Counts" >> beam.Create([(cat, 3), (dog, 2), (car, 1)])
-        d = p | "Draws" >> beam.Create(draws)
-        out = p | beam.Create(range(3)) | transforms.DecideSelection(settings, counts, d)
-        assert_that(out["attributed"], equal_to([(cat, 1), (dog, 1), (car, 1)]), label="attributed")
-        n = out["selected"] | beam.combiners.Count.Globally()
-        assert_that(n, equal_to([_expected(rows, draws)]), label="n")
+        counts = p | "Counts" >> beam.Create([{cat: 3, dog: 2, car: 1}])
+        thresholds = p | "Thresholds" >> beam.Create([(cat, best[cat]), (dog, best[dog])])
+        out = p | beam.Create(range(3)) | transforms.DecideSelection(settings, counts, thresholds)
+        assert_that(out["attributed"], equal_to([{cat: 1, dog: 1, car: 1}]), label="attributed")
+        assert_that(out["selected"], equal_to([_expected(rows, draws)]), label="n")
+    written = [
+        r
+        for b in range(3)
+        if os.path.exists(extract.selected_path(settings.work_dir, b))
+        for r in pq.read_table(extract.selected_path(settings.work_dir, b)).to_pylist()
+    ]
+    assert len(written) == _expected(rows, draws)
+    assert all(r["selected_for"] for r in written)
 
 
 def _by_query(draws):
@@ -134,7 +170,19 @@ def _expected(rows, draws):
     )
 
 
-def test_write_selection(tmp_path):
+def test_part_bounds_invert_part_of():
+    import random
+
+    rng = random.Random(1)
+    uids = [f"{rng.randrange(2**128):032x}" for _ in range(2000)] + ["0" * 32, "f" * 32]
+    for parts in (1, 2, 3, 7, 64):
+        for uid in uids:
+            part = balance.part_of(uid, parts)
+            lo, hi = extract.part_bounds(part, parts)
+            assert uid >= lo and (hi is None or uid < hi)
+
+
+def test_write_selection(tmp_path, settings):
     rows = [
         {
             "uid": f"{i * 2**120:032x}",
@@ -148,15 +196,47 @@ def test_write_selection(tmp_path):
         }
         for i in (9, 3, 14, 0, 7)
     ]
+    work = tmp_path / "work"
+    for b, chunk in enumerate((rows[:2], rows[2:])):  # two buckets' selected files
+        path = extract.selected_path(str(work), b)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        chunk = sorted(chunk, key=lambda r: r["uid"])
+        pq.write_table(pa.Table.from_pylist(chunk, schema=extract.SELECTION_SCHEMA), path)
     out = tmp_path / "sel"
     with pipeline() as p:
-        written = p | beam.Create(rows) | transforms.WriteSelection(str(out), rows_per_part=2)
+        total = p | beam.Create([len(rows)])
+        written = total | transforms.WriteSelection(str(work), str(out), 3, rows_per_part=2)
         assert_that(
             written | beam.MapTuple(lambda path, n: n) | beam.CombineGlobally(sum), equal_to([5])
         )
     uids = []
-    for part in sorted(out.glob("part-*.parquet")):
+    parts = sorted(out.glob("part-*.parquet"))
+    assert len(parts) == 3
+    for part in parts:
         got = pq.read_table(part).column("uid").to_pylist()
         assert got == sorted(got)
         uids += got
     assert uids == sorted(r["uid"] for r in rows)  # parts are contiguous uid ranges
+
+
+def test_spill_writer_bounds_the_rows_it_queues(tmp_path, monkeypatch):
+    monkeypatch.setattr(extract, "SPILL_PENDING_ROWS", 10)
+    writer = extract.SpillWriter(str(tmp_path), 0, buckets=8)
+    rows = [
+        {
+            "uid": f"{i:032x}",
+            "url": f"http://e.com/{i}.jpg",
+            "caption": f"cap {i}",
+            "page_url": "",
+            "source_file": "t",
+            "matched_query_ids": [1],
+            "matched_queries": ["x"],
+        }
+        for i in range(57)
+    ]
+    for row in rows:
+        writer.add(row)
+        assert writer.queued < 10 and writer.queued == sum(map(len, writer.pending.values()))
+    writer.close()
+    back = [r for b in range(8) for r in extract.load_bucket(str(tmp_path), b, False)[0]]
+    assert sorted(r["uid"] for r in back) == [r["uid"] for r in rows]

@@ -58,7 +58,9 @@ class SelectConfig:
     )
     dedup_url: bool = opt(False, "also keep only one caption per image URL (the smallest uid)")
     spill_buckets: int = opt(
-        32, "hash buckets of the matched pairs; each step holds one bucket in memory at a time"
+        0,
+        "hash buckets of the matched pairs; each step holds one bucket in memory at a time"
+        " (0: one per ~30k estimated candidates, at least 32)",
     )
     selection_shard_rows: int = opt(10000, "rows per selection/*.parquet file (about)")
 
@@ -70,8 +72,10 @@ class SelectConfig:
             raise ConfigError("select.oversample", f"must be >= 1, got {self.oversample}")
         if self.min_caption_chars < 0 or self.max_caption_chars < self.min_caption_chars:
             raise ConfigError("select.max_caption_chars", "must be >= min_caption_chars >= 0")
-        if self.spill_buckets < 1:
-            raise ConfigError("select.spill_buckets", f"must be >= 1, got {self.spill_buckets}")
+        if self.spill_buckets < 0:
+            raise ConfigError(
+                "select.spill_buckets", f"must be >= 0 (0: automatic), got {self.spill_buckets}"
+            )
         if self.selection_shard_rows < 1:
             raise ConfigError(
                 "select.selection_shard_rows", f"must be >= 1, got {self.selection_shard_rows}"

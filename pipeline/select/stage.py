@@ -6,6 +6,8 @@ import dataclasses
 import json
 import shutil
 
+import pyarrow.parquet as pq
+
 from pipeline import fs
 from pipeline.beam_runner import make_pipeline
 from pipeline.config import ConfigError, RunConfig, expand_inputs
@@ -61,13 +63,48 @@ def load_matcher(path: str, case: str):
     return matcher
 
 
-def settings_for(run: RunConfig, select: SelectConfig, queries: str) -> extract.Settings:
+ROWS_PER_BUCKET = 30_000  # keeps a bucket's rows (held by one step at a time) near 100 MB
+MIN_BUCKETS = 32
+MAX_BUCKETS = 4096  # spill files number (input files x buckets): see docs/scale.md, "Spill buckets"
+# Input bytes per candidate for files whose row count is not in their metadata: Common Crawl WAT
+# holds ~6.6 KB of gzipped WAT per page and ~5 image links per page (docs/scale.md); a text
+# table row (url, caption) is rarely under 100 bytes. Both err towards more buckets.
+WAT_BYTES_PER_CANDIDATE = 1_300
+TEXT_BYTES_PER_ROW = 100
+
+
+def estimated_candidates(paths: list[str]) -> int:
+    """About how many candidate pairs the inputs hold (exact for Parquet tables)."""
+    total = 0
+    for path in paths:
+        if path.lower().endswith(".parquet"):
+            with fs.open_read(path) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+        elif _is_table(path):
+            total += fs.size(path) // TEXT_BYTES_PER_ROW
+        else:
+            total += fs.size(path) // WAT_BYTES_PER_CANDIDATE
+    return total
+
+
+def spill_buckets(select: SelectConfig, inputs: list[str]) -> int:
+    """The configured bucket count, or (0) one bucket per ROWS_PER_BUCKET estimated candidates,
+    between MIN_BUCKETS and MAX_BUCKETS."""
+    if select.spill_buckets:
+        return select.spill_buckets
+    wanted = -(-estimated_candidates(inputs) // ROWS_PER_BUCKET)
+    return min(MAX_BUCKETS, max(MIN_BUCKETS, wanted))
+
+
+def settings_for(
+    run: RunConfig, select: SelectConfig, queries: str, inputs: list[str] = ()
+) -> extract.Settings:
     """The picklable settings every worker gets."""
     return extract.Settings(
         queries_path=queries,
         case=select.match_case,
         work_dir=fs.join(Layout(run.out).selection, "_work"),
-        buckets=select.spill_buckets,
+        buckets=spill_buckets(select, list(inputs)),
         reader=ReaderSpec(
             select.use_title, tuple(select.url_columns), tuple(select.caption_columns)
         ),
@@ -103,10 +140,12 @@ def _clear_outputs(selection_dir: str, work_dir: str) -> None:
 
 
 def _load_facts(work_dir: str) -> dict:
+    """The facts the pipeline collected; per-query tallies as {query_id: n}."""
     facts = json.loads(fs.read_text(fs.join(work_dir, "facts.json")))
-    return {
-        k: facts.get(k, []) for k in ("files", "dedup", "counts", "attributed", "kept", "parts")
-    }
+    out = {k: facts.get(k, []) for k in ("files", "dedup", "parts")}
+    for k in ("counts", "attributed", "kept"):  # one dict each (JSON keys are strings)
+        out[k] = {int(q): n for d in facts.get(k, []) for q, n in d.items()}
+    return out
 
 
 def run(run: RunConfig, select: SelectConfig) -> dict:
@@ -115,7 +154,7 @@ def run(run: RunConfig, select: SelectConfig) -> dict:
     inputs = resolve_inputs(run, select)
     qpath = queries_path(run, select)
     matcher = load_matcher(qpath, select.match_case)
-    settings = settings_for(run, select, qpath)
+    settings = settings_for(run, select, qpath, inputs)
     _clear_outputs(layout.selection, settings.work_dir)
     fs.makedirs(settings.work_dir)
 
@@ -145,7 +184,7 @@ def _write_reports(
         "lower_case_matching": get_matcher(settings.queries_path, settings.case).lower,
     }
     sel = reports.select_report(facts["files"], facts["dedup"], selected, info)
-    per_query = {k: {int(q): n for q, n in facts[k]} for k in ("counts", "attributed", "kept")}
+    per_query = {k: facts[k] for k in ("counts", "attributed", "kept")}
     bal = reports.balance_report(
         names, per_query["counts"], per_query["attributed"], per_query["kept"], sel["steps"], info
     )

@@ -1,9 +1,14 @@
 """Beam wiring of ``wit select``: composite transforms over the plain functions of ``extract``.
 
 ``SelectPairs`` = ``ExtractCandidates`` (files -> spilled matches + per-file accounting)
--> ``CountMatches`` (per-bucket dedup, per-query counts by a lifted combine)
--> ``DecideSelection`` (seeded per-pair decisions, counts as a side input)
--> ``WriteSelection`` (uid-range parts, sorted, fixed writer options).
+-> ``CountMatches`` (per-bucket dedup and per-query counts, one dict per bucket, summed)
+-> ``Thresholds`` (exact mode: per query over quota, its quota-th smallest draw)
+-> ``DecideSelection`` (seeded per-pair decisions; selected rows written per bucket)
+-> ``WriteSelection`` (uid-range parts gathered from the buckets, sorted, fixed writer options).
+
+Elements between steps are per-bucket summaries and per-query draw lists, never rows or single
+draws: the local runner keeps whole PCollections in its process, and per-element overhead is what
+made the earlier per-draw wiring cost ~300 us per candidate.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections import Counter
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -19,8 +23,6 @@ from apache_beam.metrics import Metrics
 from pipeline import fs
 from pipeline.select import balance, extract
 from pipeline.select.matching import get_matcher
-
-HOT_KEY_FANOUT = 8
 
 
 class ExtractFileFn(beam.DoFn):
@@ -67,18 +69,51 @@ class ExtractCandidates(beam.PTransform):
         )
 
 
-def _bucket_stats(bucket: int, settings: extract.Settings, _barrier):
-    rows, removed = extract.load_bucket(settings.work_dir, bucket, settings.dedup_url)
-    yield beam.pvalue.TaggedOutput("dedup", dict(removed, unique=len(rows)))
-    for q, n in extract.bucket_counts(rows).items():
-        yield q, n
-    if settings.mode == "exact":
-        for item in extract.bucket_draws(rows, settings.seed):
-            yield beam.pvalue.TaggedOutput("draws", item)
+class SumCounts(beam.CombineFn):
+    """Sums per-query count dicts (one per bucket) into one dict."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, counts):
+        return extract.sum_counts(acc, counts)
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        total = next(accs, {})
+        for acc in accs:
+            extract.sum_counts(total, acc)
+        return total
+
+    def extract_output(self, acc):
+        return acc
+
+
+class SmallestDraws(beam.CombineFn):
+    """Per query: the ``quota`` smallest draws of the per-bucket ascending lists."""
+
+    def __init__(self, quota: int):
+        self.quota = quota
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, draws):
+        return extract.merge_smallest([acc, draws], self.quota)
+
+    def merge_accumulators(self, accs):
+        return extract.merge_smallest(list(accs), self.quota)
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _bucket_summary(bucket: int, settings: extract.Settings, _barrier):
+    yield extract.bucket_summary(settings.work_dir, bucket, settings.dedup_url)
 
 
 class CountMatches(beam.PTransform):
-    """Buckets -> ``counts`` (query_id, n), ``draws`` (query_id, draw), ``dedup`` tallies.
+    """Buckets -> ``counts`` (one dict: query_id -> matches) and ``dedup`` (a tally per bucket).
 
     ``barrier`` is any PCollection the buckets must wait for (the per-file reports: the spill
     files are complete when they are).
@@ -89,55 +124,24 @@ class CountMatches(beam.PTransform):
         self.settings, self.barrier = settings, barrier
 
     def expand(self, buckets):
-        out = buckets | "DedupAndCount" >> beam.FlatMap(
-            _bucket_stats, self.settings, beam.pvalue.AsList(self.barrier)
-        ).with_outputs("dedup", "draws", main="partial_counts")
-        counts = out.partial_counts | "SumPerQuery" >> beam.CombinePerKey(sum)
-        return {"counts": counts, "draws": out.draws, "dedup": out.dedup}
-
-
-def _decide_bucket(bucket: int, settings: extract.Settings, counts: dict, thresholds: dict):
-    rows, _ = extract.load_bucket(settings.work_dir, bucket, settings.dedup_url)
-    attributed: Counter = Counter()
-    kept: Counter = Counter()
-    for row in extract.decide(rows, settings, counts, thresholds):
-        attributed.update(row["selected_for"])
-        kept.update(row["matched_query_ids"])
-        yield row
-    for q, n in attributed.items():
-        yield beam.pvalue.TaggedOutput("attributed", (q, n))
-    for q, n in kept.items():
-        yield beam.pvalue.TaggedOutput("kept", (q, n))
-
-
-class DecideSelection(beam.PTransform):
-    """Buckets -> selected rows, plus per-query ``attributed`` and ``kept`` counts."""
-
-    def __init__(self, settings: extract.Settings, counts, draws):
-        super().__init__()
-        self.settings, self.counts, self.draws = settings, counts, draws
-
-    def expand(self, buckets):
-        quota = self.settings.quota
-        thresholds = (
-            self.draws
-            | "SmallestDrawsPerQuery"
-            >> beam.CombinePerKey(
-                beam.combiners.TopCombineFn(quota, reverse=True)
-            ).with_hot_key_fanout(HOT_KEY_FANOUT)
-            | "Threshold" >> beam.FlatMap(lambda kv: _threshold(kv, quota))
+        summaries = buckets | "DedupAndCount" >> beam.FlatMap(
+            _bucket_summary, self.settings, beam.pvalue.AsList(self.barrier)
         )
-        out = buckets | "DecidePairs" >> beam.FlatMap(
-            _decide_bucket,
-            self.settings,
-            beam.pvalue.AsDict(self.counts),
-            beam.pvalue.AsDict(thresholds),
-        ).with_outputs("attributed", "kept", main="selected")
-        return {
-            "selected": out.selected,
-            "attributed": out.attributed | "SumAttributed" >> beam.CombinePerKey(sum),
-            "kept": out.kept | "SumKept" >> beam.CombinePerKey(sum),
-        }
+        counts = (
+            summaries
+            | "BucketCounts" >> beam.Map(lambda s: s["counts"])
+            | "SumCounts" >> beam.CombineGlobally(SumCounts())
+        )
+        dedup = summaries | "BucketDedup" >> beam.Map(lambda s: s["dedup"])
+        return {"counts": counts, "dedup": dedup}
+
+
+def _smallest_draws(bucket: int, settings: extract.Settings, counts: dict):
+    over = {q for q, n in counts.items() if n > settings.quota}
+    if not over:
+        return
+    rows, _ = extract.load_bucket(settings.work_dir, bucket, settings.dedup_url)
+    yield from extract.smallest_draws(rows, settings.seed, over, settings.quota).items()
 
 
 def _threshold(kv, quota: int):
@@ -146,29 +150,86 @@ def _threshold(kv, quota: int):
         yield kv[0], limit
 
 
-class WriteSelection(beam.PTransform):
-    """Selected rows -> ``part-NNNNN.parquet`` files by uid range; yields (path, rows)."""
+class Thresholds(beam.PTransform):
+    """Buckets -> (query_id, threshold) for each query with more than ``quota`` matches."""
 
-    def __init__(self, out_dir: str, rows_per_part: int):
+    def __init__(self, settings: extract.Settings, counts):
         super().__init__()
-        self.out_dir, self.rows_per_part = out_dir, rows_per_part
+        self.settings, self.counts = settings, counts
 
-    def expand(self, selected):
-        total = selected | "CountSelected" >> beam.combiners.Count.Globally()
-        rows_per_part, out_dir = self.rows_per_part, self.out_dir
+    def expand(self, buckets):
+        quota = self.settings.quota
         return (
-            selected
-            | "KeyByPart"
-            >> beam.Map(
-                lambda row, n: (
-                    balance.part_of(row["uid"], balance.part_count(n, rows_per_part)),
-                    row,
-                ),
-                beam.pvalue.AsSingleton(total),
+            buckets
+            | "SmallestPerBucket"
+            >> beam.FlatMap(_smallest_draws, self.settings, beam.pvalue.AsSingleton(self.counts))
+            # A hot query gets one list of <= quota draws per bucket, whatever its match count;
+            # lifted, each worker merges its lists before the shuffle. (with_hot_key_fanout here
+            # leaves bundles unexecuted on the local FnApiRunner when the result is a side input.)
+            | "SmallestPerQuery" >> beam.CombinePerKey(SmallestDraws(quota))
+            | "Threshold" >> beam.FlatMap(lambda kv: _threshold(kv, quota))
+        )
+
+
+class DecideSelection(beam.PTransform):
+    """Buckets -> per-bucket tallies; each bucket's selected rows go to its ``selected`` file.
+
+    Returns ``selected`` (total rows), ``attributed`` and ``kept`` (one dict each).
+    """
+
+    def __init__(self, settings: extract.Settings, counts, thresholds):
+        super().__init__()
+        self.settings, self.counts, self.thresholds = settings, counts, thresholds
+
+    def expand(self, buckets):
+        decided = buckets | "DecidePairs" >> beam.Map(
+            extract.decide_bucket,
+            self.settings,
+            beam.pvalue.AsSingleton(self.counts),
+            beam.pvalue.AsDict(self.thresholds),
+        )
+        return {
+            "selected": decided
+            | "Selected" >> beam.Map(lambda d: d["selected"])
+            | "SumSelected" >> beam.CombineGlobally(sum),
+            "attributed": decided
+            | "Attributed" >> beam.Map(lambda d: d["attributed"])
+            | "SumAttributed" >> beam.CombineGlobally(SumCounts()),
+            "kept": decided
+            | "Kept" >> beam.Map(lambda d: d["kept"])
+            | "SumKept" >> beam.CombineGlobally(SumCounts()),
+        }
+
+
+class WriteSelection(beam.PTransform):
+    """Total selected rows -> ``part-NNNNN.parquet`` files by uid range; yields (path, rows)."""
+
+    def __init__(self, work_dir: str, out_dir: str, buckets: int, rows_per_part: int):
+        super().__init__()
+        self.work_dir, self.out_dir = work_dir, out_dir
+        self.buckets, self.rows_per_part = buckets, rows_per_part
+
+    def expand(self, total):
+        work_dir, out_dir, buckets = self.work_dir, self.out_dir, self.buckets
+        rows_per_part = self.rows_per_part
+
+        def groups(n: int):
+            return (
+                extract.part_groups(balance.part_count(n, rows_per_part), rows_per_part)
+                if n
+                else []
             )
-            | "GroupParts" >> beam.GroupByKey()
+
+        return (
+            total
+            | "Parts" >> beam.FlatMap(groups)
+            | "SpreadParts" >> beam.Reshuffle()
             | "WritePart"
-            >> beam.MapTuple(lambda part, rows: extract.write_part(out_dir, part, rows))
+            >> beam.FlatMapTuple(
+                lambda first, end, parts: extract.write_parts_from_buckets(
+                    work_dir, out_dir, buckets, first, end, parts
+                )
+            )
         )
 
 
@@ -214,8 +275,14 @@ class SelectPairs(beam.PTransform):
             | "SpreadBuckets" >> beam.Reshuffle()  # Create is one bundle: spread it over workers
         )
         stats = buckets | "Count" >> CountMatches(s, reports)
-        decided = buckets | "Decide" >> DecideSelection(s, stats["counts"], stats["draws"])
-        parts = decided["selected"] | "Write" >> WriteSelection(self.out_dir, self.rows_per_part)
+        if s.mode == "exact":
+            thresholds = buckets | "Thresholds" >> Thresholds(s, stats["counts"])
+        else:
+            thresholds = files.pipeline | "NoThresholds" >> beam.Create([])
+        decided = buckets | "Decide" >> DecideSelection(s, stats["counts"], thresholds)
+        parts = decided["selected"] | "Write" >> WriteSelection(
+            s.work_dir, self.out_dir, s.buckets, self.rows_per_part
+        )
         facts = [
             _tag(reports, "files"),
             _tag(stats["dedup"], "dedup"),
