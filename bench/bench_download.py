@@ -229,13 +229,12 @@ def median_run(results: list[dict]) -> dict:
     """One run's figures from repeated runs: the median CPU and wall time (start-up likewise)."""
     import statistics
 
-    out = dict(results[0])
-    for key in ("cpu_s", "wall_s"):
-        out[key] = statistics.median(r[key] for r in results)
-        out["startup"] = {
-            **out["startup"],
-            key: statistics.median(r["startup"][key] for r in results),
-        }
+    keys = ("cpu_s", "wall_s")
+    out = {**results[0], **{k: statistics.median(r[k] for r in results) for k in keys}}
+    out["startup"] = {
+        **out["startup"],
+        **{k: statistics.median(r["startup"][k] for r in results) for k in keys},
+    }
     out["runs"] = [{"cpu_s": r["cpu_s"], "wall_s": r["wall_s"]} for r in results]
     return out
 
@@ -341,10 +340,14 @@ def report(
             f" {r['ms_per_image'] / floor['parallel_ms']:.2f}x parallel floor; {r['cpu_s']:.1f} CPU-s,"
             f" wall {r['wall_s']:.1f} s, {r['successes']} successes)"
         )
+        after = (
+            f"{r['marginal_ms']:.2f} ms CPU = {r['marginal_ms'] / floor_ms:.2f}x floor"
+            if r["marginal_ms"] > 0
+            else "not measurable (too few URLs for the start-up to be a small part)"
+        )
         lines.append(
             f"  start-up (the same command on {STARTUP_URLS} URLs): {s['cpu_s']:.1f} CPU-s;"
-            f" per image after start-up: {r['marginal_ms']:.2f} ms CPU ="
-            f" {r['marginal_ms'] / floor_ms:.2f}x floor"
+            f" per image after start-up: {after}"
         )
     if theirs:
         for r in ours:

@@ -36,3 +36,14 @@ def tiny_out(tmp_path, tiny_world) -> Path:
     out = tmp_path / "out"
     shutil.copytree(tiny_world, out / "world", copy_function=_link_or_copy)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Trainer tests use small tensors: extra OpenMP threads only wait on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

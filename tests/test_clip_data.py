@@ -13,13 +13,7 @@ from torch.utils.data import DataLoader
 from clip_model.data import ShardStream, StreamConfig, iter_tar, list_shards, shards_for
 from clip_model.demo_shards import write_shards
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: extra OpenMP threads only wait on a busy machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ids(batch: torch.Tensor) -> torch.Tensor:

@@ -21,13 +21,7 @@ from clip_model.presets import preset
 from clip_model.tokenizer import TrainedBPE
 from clip_model.train import CHECKPOINT, fit, load_checkpoint, lr_factor, no_decay
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: extra OpenMP threads only wait on a busy machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -235,3 +235,9 @@ def test_automatic_spill_buckets_follow_the_input_size(tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "ROWS_PER_BUCKET", 10)
     assert stage.spill_buckets(SelectConfig(), paths) == 106  # one bucket per 10 candidates
     assert stage.spill_buckets(SelectConfig(spill_buckets=5), paths) == 5  # explicit wins
+    monkeypatch.setattr(stage, "MAX_BUCKETS", 50)
+    assert stage.spill_buckets(SelectConfig(), paths) == 50
+    assert stage.estimated_candidates(paths, enough=1000) == 1000  # stops once enough is known
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet" * 100)  # sized like a text table; extract records the error
+    assert stage.estimated_candidates([str(broken)]) == 1100 // stage.TEXT_BYTES_PER_ROW

@@ -111,7 +111,7 @@ def test_thresholds_are_the_quota_th_smallest_draw(tmp_path, settings):
     _spill(tmp_path, settings)
     cat, dog, car = (query_id(q) for q in QUERIES)
     rows = [r for b in range(3) for r in extract.load_bucket(settings.work_dir, b, False)[0]]
-    by_query = _by_query(extract.bucket_draws(rows, settings.seed))
+    by_query = _by_query(_draws(rows, settings.seed))
     with pipeline() as p:
         counts = p | "Counts" >> beam.Create([{cat: 3, dog: 2, car: 1}])
         got = p | beam.Create(range(3)) | transforms.Thresholds(settings, counts)
@@ -137,7 +137,7 @@ def test_decide_selection_exact_keeps_quota_per_query(tmp_path, settings):
     _spill(tmp_path, settings)
     cat, dog, car = (query_id(q) for q in QUERIES)
     rows = [r for b in range(3) for r in extract.load_bucket(settings.work_dir, b, False)[0]]
-    draws = list(extract.bucket_draws(rows, settings.seed))
+    draws = list(_draws(rows, settings.seed))
     best = {q: min(ds) for q, ds in _by_query(draws).items()}
     with pipeline() as p:
         counts = p | "Counts" >> beam.Create([{cat: 3, dog: 2, car: 1}])
@@ -153,6 +153,11 @@ def test_decide_selection_exact_keeps_quota_per_query(tmp_path, settings):
     ]
     assert len(written) == _expected(rows, draws)
     assert all(r["selected_for"] for r in written)
+
+
+def _draws(rows, seed):
+    """Every (query, draw) of the rows: the brute force the per-bucket steps must agree with."""
+    return [(q, balance.draw(seed, q, r["uid"])) for r in rows for q in r["matched_query_ids"]]
 
 
 def _by_query(draws):
@@ -182,20 +187,23 @@ def test_part_bounds_invert_part_of():
             assert uid >= lo and (hi is None or uid < hi)
 
 
-def test_write_selection(tmp_path, settings):
-    rows = [
-        {
-            "uid": f"{i * 2**120:032x}",
-            "url": f"http://e.com/{i}.jpg",
-            "caption": f"cap {i}",
-            "page_url": "",
-            "source_file": "t",
-            "matched_query_ids": [1],
-            "matched_queries": ["x"],
-            "selected_for": [1],
-        }
-        for i in (9, 3, 14, 0, 7)
-    ]
+def _row(i: int, uid: str) -> dict:
+    return {
+        "uid": uid,
+        "url": f"http://e.com/{i}.jpg",
+        "caption": f"cap {i}",
+        "page_url": "",
+        "source_file": "t",
+        "matched_query_ids": [1],
+        "matched_queries": ["x"],
+        "selected_for": [1],
+    }
+
+
+@pytest.mark.parametrize("group_rows", [extract.PART_GROUP_ROWS, 2])  # one group; one per part
+def test_write_selection(tmp_path, monkeypatch, group_rows):
+    monkeypatch.setattr(extract, "PART_GROUP_ROWS", group_rows)
+    rows = [_row(i, f"{i * 2**120:032x}") for i in (9, 3, 14, 0, 7)]
     work = tmp_path / "work"
     for b, chunk in enumerate((rows[:2], rows[2:])):  # two buckets' selected files
         path = extract.selected_path(str(work), b)
@@ -223,16 +231,7 @@ def test_spill_writer_bounds_the_rows_it_queues(tmp_path, monkeypatch):
     monkeypatch.setattr(extract, "SPILL_PENDING_ROWS", 10)
     writer = extract.SpillWriter(str(tmp_path), 0, buckets=8)
     rows = [
-        {
-            "uid": f"{i:032x}",
-            "url": f"http://e.com/{i}.jpg",
-            "caption": f"cap {i}",
-            "page_url": "",
-            "source_file": "t",
-            "matched_query_ids": [1],
-            "matched_queries": ["x"],
-        }
-        for i in range(57)
+        {k: v for k, v in _row(i, f"{i:032x}").items() if k != "selected_for"} for i in range(57)
     ]
     for row in rows:
         writer.add(row)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import fs
+from pipeline.tables import table_from_rows
 
 SHARD_DIGITS = 5  # img2dataset's oom_shard_count
 TAR_MTIME = 0  # a fixed mtime keeps tars byte-identical across runs
@@ -71,12 +72,6 @@ def make_key(shard: int, row: int, samples_per_shard: int) -> str:
     """img2dataset's key: ``shard * 10**k + row``, zero-padded to ``k + 5`` digits."""
     k = key_digits(samples_per_shard)
     return f"{shard * 10**k + row:0{k + SHARD_DIGITS}d}"
-
-
-def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """An Arrow table of ``rows`` (dicts with at least the schema's names); 7x faster than
-    ``Table.from_pylist``, which converts row by row."""
-    return pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in schema.names}, schema=schema)
 
 
 def write_table_atomic(path: str, table: pa.Table) -> None:

@@ -34,6 +34,7 @@ from pipeline.select import balance
 from pipeline.select.candidates import ReaderSpec, iter_pairs
 from pipeline.select.matching import Matcher
 from pipeline.select.normalize import FilterSpec, clean_pair, uid_for
+from pipeline.tables import table_from_rows
 
 SPILL_SCHEMA = pa.schema(
     [
@@ -70,11 +71,6 @@ class Settings:
     quota: int
     seed: int
     progress: bool = False  # a line on stderr per finished input file
-
-
-def table_of(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """Rows as an Arrow table, built column by column (7x faster than ``Table.from_pylist``)."""
-    return pa.Table.from_pydict({c: [r[c] for r in rows] for c in schema.names}, schema=schema)
 
 
 def bucket_of(url: str, buckets: int) -> int:
@@ -121,7 +117,7 @@ class SpillWriter:
             ctx = fs.open_write_atomic(spill_path(self.work_dir, b, self.file_index))
             f = ctx.__enter__()
             self.writers[b] = (ctx, pq.ParquetWriter(f, SPILL_SCHEMA, compression="zstd"))
-        self.writers[b][1].write_table(table_of(rows, SPILL_SCHEMA))
+        self.writers[b][1].write_table(table_from_rows(rows, SPILL_SCHEMA))
 
     def close(self) -> None:
         """Write what is queued and move every bucket file into place."""
@@ -219,13 +215,6 @@ def sum_counts(acc: dict, more: dict) -> dict:
     return acc
 
 
-def bucket_draws(rows: Iterable[dict], seed: int) -> Iterator[tuple[int, int]]:
-    """``(query_id, draw)`` for every match."""
-    for row in rows:
-        for q in row["matched_query_ids"]:
-            yield q, balance.draw(seed, q, row["uid"])
-
-
 def smallest_draws(
     rows: Iterable[dict], seed: int, over_quota: set | dict, quota: int
 ) -> dict[int, list[int]]:
@@ -284,7 +273,7 @@ def decide_bucket(bucket: int, settings: Settings, counts: dict, thresholds: dic
     if selected:
         with fs.open_write_atomic(selected_path(settings.work_dir, bucket)) as f:
             pq.write_table(
-                table_of(selected, SELECTION_SCHEMA),
+                table_from_rows(selected, SELECTION_SCHEMA),
                 f,
                 row_group_size=SELECTED_ROW_GROUP,
                 **WRITE_OPTIONS,

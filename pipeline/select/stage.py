@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import fs
@@ -73,17 +74,26 @@ WAT_BYTES_PER_CANDIDATE = 1_300
 TEXT_BYTES_PER_ROW = 100
 
 
-def estimated_candidates(paths: list[str]) -> int:
-    """About how many candidate pairs the inputs hold (exact for Parquet tables)."""
+def estimated_candidates(paths: list[str], enough: int | None = None) -> int:
+    """About how many candidate pairs the inputs hold (exact for readable Parquet tables).
+
+    Stops adding once ``enough`` is reached (one size lookup per file is a remote call on GCS).
+    An unreadable Parquet file is estimated by its size; the extract step records its error.
+    """
     total = 0
     for path in paths:
+        if enough is not None and total >= enough:
+            break
         if path.lower().endswith(".parquet"):
-            with fs.open_read(path) as f:
-                total += pq.ParquetFile(f).metadata.num_rows
-        elif _is_table(path):
-            total += fs.size(path) // TEXT_BYTES_PER_ROW
-        else:
-            total += fs.size(path) // WAT_BYTES_PER_CANDIDATE
+            try:
+                with fs.open_read(path) as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
+                continue
+            except (OSError, ValueError, pa.ArrowException):
+                pass
+        total += fs.size(path) // (
+            TEXT_BYTES_PER_ROW if _is_table(path) else WAT_BYTES_PER_CANDIDATE
+        )
     return total
 
 
@@ -92,8 +102,8 @@ def spill_buckets(select: SelectConfig, inputs: list[str]) -> int:
     between MIN_BUCKETS and MAX_BUCKETS."""
     if select.spill_buckets:
         return select.spill_buckets
-    wanted = -(-estimated_candidates(inputs) // ROWS_PER_BUCKET)
-    return min(MAX_BUCKETS, max(MIN_BUCKETS, wanted))
+    estimate = estimated_candidates(inputs, enough=MAX_BUCKETS * ROWS_PER_BUCKET)
+    return min(MAX_BUCKETS, max(MIN_BUCKETS, -(-estimate // ROWS_PER_BUCKET)))
 
 
 def settings_for(
