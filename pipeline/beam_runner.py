@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
+import sys
 
 from pipeline.config import RunConfig
 
@@ -12,8 +14,9 @@ def pipeline_args(run: RunConfig, job_name: str) -> list[str]:
     """Beam pipeline options for the configured runner."""
     args = list(run.beam_args)
     if run.is_local:
-        mode = "multi_processing" if run.workers > 1 else "in_memory"
-        args += [f"--direct_num_workers={run.workers}", f"--direct_running_mode={mode}"]
+        # With several workers, make_pipeline hands the runner its workers' environment (threads
+        # or processes); the running mode stays "in_memory" so the runner keeps it.
+        args += [f"--direct_num_workers={run.workers}", "--direct_running_mode=in_memory"]
         if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
             args.append("--default_sdk_harness_log_level=ERROR")  # worker processes' INFO chatter
         if not any(a.endswith("pipeline_type_check") for a in args):
@@ -27,11 +30,47 @@ def pipeline_args(run: RunConfig, job_name: str) -> list[str]:
     return args
 
 
-def make_pipeline(run: RunConfig, job_name: str):
-    """A ``beam.Pipeline`` for ``run``: the in-process FnApiRunner locally, else the named runner.
+class _NotAWarning(logging.Filter):
+    """Drops the runner's warning that in_memory mode with several workers runs one worker.
+
+    It is true only of the runner's default environment; :func:`make_pipeline` gives it its own
+    (worker threads or ``pipeline.beam_worker`` processes), one per ``--direct_num_workers``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("If direct_num_workers is not equal to 1")
+
+
+_NOT_A_WARNING = _NotAWarning()
+
+
+def worker_environment(worker_imports: tuple[str, ...] = (), threads: bool = False):
+    """The local runner's workers: threads of this process, or SDK harness processes.
+
+    Threads suit stages whose work releases the GIL (the download: sockets and image codecs in
+    C); processes suit the Python-bound stages. A worker process runs :mod:`pipeline.beam_worker`,
+    which imports ``worker_imports`` (the stage's transform modules) at start-up.
+    """
+    from apache_beam.transforms import environments
+
+    if threads:
+        return environments.EmbeddedPythonGrpcEnvironment.default()
+    command = [sys.executable, "-m", "pipeline.beam_worker", *worker_imports]
+    return environments.SubprocessSDKEnvironment.from_command_string(shlex.join(command))
+
+
+def make_pipeline(
+    run: RunConfig,
+    job_name: str,
+    worker_imports: tuple[str, ...] = (),
+    worker_threads: bool = False,
+):
+    """A ``beam.Pipeline`` for ``run``: the FnApiRunner locally, else the named runner.
 
     The local runner is chosen explicitly: Beam's DirectRunner would first try to download a
-    Prism binary, which fails (noisily) on machines without network.
+    Prism binary, which fails (noisily) on machines without network. One local worker runs in
+    this process; several run as threads of this process (``worker_threads``) or as worker
+    processes, see :func:`worker_environment`.
     """
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -45,5 +84,9 @@ def make_pipeline(run: RunConfig, job_name: str):
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(
             logging.ERROR
         )
-        return beam.Pipeline(runner=FnApiRunner(), options=options)
+        environment = None
+        if run.workers > 1:
+            environment = worker_environment(worker_imports, worker_threads)
+            logging.getLogger(FnApiRunner.__module__).addFilter(_NOT_A_WARNING)
+        return beam.Pipeline(runner=FnApiRunner(default_environment=environment), options=options)
     return beam.Pipeline(options=options)

@@ -60,7 +60,10 @@ class RunConfig:
         "Beam runner: 'local' (in-process FnApiRunner) or a Beam runner name such as "
         "DataflowRunner, FlinkRunner, PortableRunner",
     )
-    workers: int = opt(2, "local worker processes for Beam's local runner")
+    workers: int = opt(
+        2,
+        "Beam local runner workers: processes, except the download's threads (its work releases the GIL)",
+    )
     seed: int = opt(0, "seed for every deterministic choice (sampling, generation, training)")
     beam_args: list = opt([], "extra Beam pipeline options, e.g. ['--project=p', '--region=r']")
     force: bool = opt(False, "re-run stages even when their outputs are complete and up to date")

@@ -114,6 +114,27 @@ def rename(src: str, dst: str) -> None:
         os.replace(_local(src), _local(dst))
 
 
+def link_or_copy(src: str, dst: str) -> None:
+    """Put the content of ``src`` at ``dst`` (replacing it), sharing the data where possible.
+
+    Local files get a hard link under a temporary name, renamed into place: no bytes are copied
+    and ``src`` stays as it is (a later atomic rewrite of ``src`` gives it a new inode, so ``dst``
+    keeps the old content). Where hard links are refused, and on object stores, the data is copied.
+    """
+    if is_remote(src) or is_remote(dst):
+        delete(dst)
+        _fs().copy([src], [dst])
+        return
+    tmp = f"{_local(dst)}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        os.link(_local(src), tmp)
+    except OSError:  # no hard links on this filesystem (or across devices): copy
+        import shutil
+
+        shutil.copyfile(_local(src), tmp)
+    os.replace(tmp, _local(dst))
+
+
 def delete(path: str) -> None:
     """Remove a file if it exists."""
     if is_remote(path):

@@ -148,7 +148,7 @@ def run(run: RunConfig, queries: QueriesConfig) -> dict:
     except WordNetMissing as e:
         raise ConfigError("queries.wordnet", str(e)) from None
 
-    p = make_pipeline(run, "wit-queries")
+    p = make_pipeline(run, "wit-queries", ("queries.transforms",))
     build_pipeline(p, cfg, dumps, views, work)
     p.run().wait_until_finish()
 

@@ -199,6 +199,77 @@ def test_rerun_skips_complete_shards(oversampled, server):
     assert _tar_members(out) == before_members
 
 
+def _staging_tar(out: str, shard: int) -> str:
+    (path,) = glob.glob(os.path.join(out, "shards", "_staging", f"{shard:05d}-*.tar"))
+    return path
+
+
+def test_trimmed_shards_are_rebuilt_from_their_staging_tar(oversampled):
+    out, _, _ = oversampled
+    by_shard = collections.defaultdict(list)
+    for r in _shard_rows(out):
+        by_shard[int(r["key"][:5])].append(r)
+    assert by_shard
+    for shard, rows in by_shard.items():
+        final = os.path.join(out, "shards", f"{shard:05d}.tar")
+        staging = _staging_tar(out, shard)
+        trimmed = {r["key"] for r in rows if r["status"] == "trimmed"}
+        with tarfile.open(staging) as t:
+            staged = {m.name: t.extractfile(m).read() for m in t.getmembers()}
+        with tarfile.open(final) as t:
+            final_members = {m.name: t.extractfile(m).read() for m in t.getmembers()}
+        # the final tar is the staging tar less the trimmed samples' members
+        assert final_members == {n: b for n, b in staged.items() if n.split(".")[0] not in trimmed}
+        assert trimmed  # every shard of this fixture loses some samples to the trim
+        assert os.stat(final).st_ino != os.stat(staging).st_ino
+
+
+def test_a_staging_parquet_is_only_read_with_its_own_tar(server, tmp_path):
+    """A crash between writing a shard's new staging tar and its Parquet leaves a tar that does not
+    match the Parquet; the re-run must neither use it nor keep it."""
+    out = str(tmp_path)
+    write_selection(out, _rows(server.port, n=10, faults={3: "404"}))
+    run = RunConfig(out=out, workers=1, progress=False)
+    stage.run(run, _config(server.port))
+    before = _comparable(out)
+    good = _staging_tar(out, 0)
+    # nothing trimmed: the final tar is the staging tar, linked (the images are written once)
+    assert os.stat(good).st_ino == os.stat(os.path.join(out, "shards", "00000.tar")).st_ino
+    orphan = os.path.join(out, "shards", "_staging", "00000-0123456789abcdef.tar")
+    with open(good, "rb") as src, open(orphan, "wb") as dst:
+        dst.write(src.read()[:-10240] + b"\0" * 20480)  # other bytes under another digest
+    os.remove(good)  # and the Parquet's own tar gone: the shard is fetched again
+    os.remove(os.path.join(out, "shards", "00000_stats.json"))
+    stage.run(run, _config(server.port))
+    assert _comparable(out) == before
+    assert _staging_tar(out, 0) == good and not os.path.exists(orphan)
+
+
+def test_two_workers_give_the_same_shards_as_one(server, tmp_path):
+    rows = _rows(server.port, n=60, faults={4: "404", 9: "bomb"})
+    outs = [str(tmp_path / "one"), str(tmp_path / "two")]
+    for out, workers in zip(outs, (1, 2)):
+        write_selection(out, rows, per_part=30, cap=CAP, oversample=2.0)
+        cfg = _config(server.port, samples_per_shard=10, image_threads=workers - 1)
+        stage.run(RunConfig(out=out, workers=workers, progress=False), cfg)
+    assert _comparable(outs[0]) == _comparable(outs[1])
+
+
+def test_the_next_shard_is_fetched_while_one_waits_on_a_slow_request(server, tmp_path):
+    """Shard 0 holds a response that takes 1.5 s to start; with two shards in flight, shard 1 is
+    fetched and staged meanwhile, and the shards are the same as when fetched one at a time."""
+    rows = _rows(server.port, n=20, faults={2: "slow_first_byte"})
+    outs, order = [str(tmp_path / "one"), str(tmp_path / "two")], []
+    for out, in_flight in zip(outs, (1, 2)):
+        write_selection(out, rows, per_part=10)  # part 0 (the slow row's) is shard 0
+        cfg = _config(server.port, samples_per_shard=10, shards_in_flight=in_flight)
+        stage.run(RunConfig(out=out, workers=1, progress=False), cfg)
+        staged = glob.glob(os.path.join(out, "shards", "_staging", "0*.parquet"))
+        order.append([os.path.basename(p) for p in sorted(staged, key=os.path.getmtime)])
+    assert order == [["00000.parquet", "00001.parquet"], ["00001.parquet", "00000.parquet"]]
+    assert _comparable(outs[0]) == _comparable(outs[1])
+
+
 def test_no_allow_flag_refuses_loopback(server, tmp_path):
     out = str(tmp_path)
     write_selection(out, _rows(server.port, n=6, faults={}))
@@ -230,6 +301,7 @@ def test_retry_failed_refetches_only_retryable_failures(server, tmp_path):
     cfg = _config(server.port, retries=0)
     stage.run(RunConfig(out=out, workers=1, progress=False), cfg)
     first = {r["uid"]: r for r in _shard_rows(out)}
+    first_images = {n: b for n, b in _tar_members(out).items() if n.endswith(".jpg")}
     assert sorted(r["error_message"] for r in first.values() if r["status"] != "success") == [
         "http_404",
         "http_429",
@@ -248,6 +320,10 @@ def test_retry_failed_refetches_only_retryable_failures(server, tmp_path):
     assert all(
         second[u]["sha256"] == first[u]["sha256"] for u in first if first[u]["status"] == "success"
     )
+    # the earlier successes' images come from the staging tar, beside the newly fetched ones
+    images = {n: b for n, b in _tar_members(out).items() if n.endswith(".jpg")}
+    assert len(images) == sum(r["status"] == "success" for r in second.values()) == 9
+    assert all(images[n] == b for n, b in first_images.items())
 
 
 def _cli(out: str, port: int) -> list[str]:

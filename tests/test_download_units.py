@@ -336,3 +336,43 @@ def test_trim_keeps_cap_per_query_with_shared_pairs():
     # every kept pair is kept by at least one of its queries, and no query keeps more than cap
     assert len(kept - {"free"}) <= 15
     assert trim.kept_uids(list(reversed(successes)), cap=5) == kept  # order does not matter
+
+
+# -- process settings ------------------------------------------------------------------------
+
+
+FAULTS_PER_IMAGE = """
+import resource, sys
+from pipeline.demo_world import scene
+from pipeline.download import images, memory
+if sys.argv[1] == "tuned":
+    assert memory.keep_freed_memory() and memory.keep_freed_memory()  # idempotent
+bodies = [scene.image_bytes(i, 0, fmt) for i in range(4) for fmt in ("jpg", "png", "webp")]
+opts = images.ImageOptions(threads=0)
+for b in bodies:
+    images.process_image(b, opts)  # warm-up: the heap grows to its working size
+start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    for b in bodies:
+        images.process_image(b, opts)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / (3 * len(bodies)))
+"""
+
+
+def test_freed_image_buffers_stay_in_the_heap():
+    """Tuned, the buffers of one image are reused by the next: no page faults per image."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the tuning is glibc's mallopt")
+
+    def faults(mode: str) -> float:  # a fresh process each: the tuning cannot be undone
+        cmd = [sys.executable, "-c", FAULTS_PER_IMAGE, mode]
+        return float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+    untuned = faults("untuned")
+    if untuned < 20:  # ~200 here: glibc maps and unmaps image-sized buffers for every image
+        pytest.skip(f"this allocator does not return the buffers ({untuned:.0f} faults/image)")
+    assert faults("tuned") < untuned / 20

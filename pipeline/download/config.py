@@ -11,7 +11,7 @@ from pipeline.config import ConfigError, at_least, opt
 class DownloadConfig:
     """HTTP politeness and safety, image processing, and shard layout."""
 
-    concurrency: int = opt(64, "concurrent requests per worker process")
+    concurrency: int = opt(64, "concurrent requests per worker")
     per_host: int = opt(16, "concurrent requests per host")
     timeout: float = opt(10.0, "total seconds allowed per request (connect + headers + body)")
     connect_timeout: float = opt(5.0, "seconds allowed to open a connection")
@@ -37,7 +37,9 @@ class DownloadConfig:
     respect_opt_out: bool = opt(True, "honour X-Robots-Tag noai / noimageai")
     dns_ttl: int = opt(300, "seconds a DNS answer is cached per worker")
     image_threads: int = opt(
-        2, "threads per worker process that decode/resize/encode (0: on the event loop)"
+        0,
+        "extra decode/resize/encode threads per worker (0: on the worker's event-loop thread; "
+        "--workers is the knob for cores, threads keep a worker's sockets served while it decodes)",
     )
     image_size: int = opt(256, "target image side in pixels")
     resize_mode: str = opt(
@@ -56,6 +58,11 @@ class DownloadConfig:
         0.0, "drop images whose long/short side ratio exceeds this; 0 = no limit"
     )
     samples_per_shard: int = opt(1000, "samples per {NNNNN}.tar shard")
+    shards_in_flight: int = opt(
+        2,
+        "shards a worker fetches at once, sharing its concurrency: the next shard's requests "
+        "take the slots the previous shard's last slow requests leave free",
+    )
     retry_failed: bool = opt(False, "re-fetch only failed samples with retryable reasons")
 
     def validate(self) -> None:
@@ -69,6 +76,7 @@ class DownloadConfig:
             "max_pixels",
             "image_size",
             "samples_per_shard",
+            "shards_in_flight",
         )
         for key in ("timeout", "connect_timeout", "read_timeout"):
             if getattr(self, key) <= 0:

@@ -1,11 +1,14 @@
 """The two phases of the download stage as plain functions (the Beam transforms only wire them).
 
-1. :func:`fetch_shard`: a shard's selection rows -> ``_staging/{NNNNN}.parquet`` (all outcomes,
-   images included). A staging file that exists and covers the same uids is reused, so a re-run
-   fetches only the shards that never finished; with ``retry_failed`` it re-fetches only the rows
-   that failed for a retryable reason and rewrites the staging file.
-2. :func:`finalize_shard`: staging file + the uids the trim kept -> final tar, Parquet and stats,
-   skipped when the final files already hold the same content.
+1. :func:`fetch_shard`: a shard's selection rows -> ``_staging/{NNNNN}-{digest}.tar`` (the
+   successes) and ``_staging/{NNNNN}.parquet`` (all outcomes, written last). The tar's name carries
+   the digest of the rows it was written from, so a Parquet is only ever read with its own tar,
+   whatever moment a crash chose. Staging that exists and covers the same uids is reused, so a re-run fetches only the shards that never finished; with
+   ``retry_failed`` it re-fetches only the rows that failed for a retryable reason and rewrites the
+   staging files.
+2. :func:`finalize_shard`: staging + the uids the trim kept -> final tar, Parquet and stats,
+   skipped when the final files already hold the same content. With nothing trimmed the final
+   tar is the staging tar, linked; otherwise it is rebuilt from the staging tar's kept members.
 
 Shard membership comes from the position of each row in the selection (part files in name order,
 rows in file order), never from download order, so every run cuts the same shards.
@@ -49,6 +52,19 @@ class ShardInfo:
 
 def staging_path(shards_dir: str, shard: int) -> str:
     return fs.join(shards_dir, STAGING, f"{sw.shard_name(shard)}.parquet")
+
+
+def staging_tar_path(shards_dir: str, shard: int, rows: list[dict], image_digest: str) -> str:
+    """The staging tar of a shard's staged ``rows`` (in key order): named by their digest."""
+    token = sw.content_digest(rows, image_digest)
+    return fs.join(shards_dir, STAGING, f"{sw.shard_name(shard)}-{token}.tar")
+
+
+def _drop_other_tars(shards_dir: str, shard: int, keep: str) -> None:
+    """Delete the shard's staging tars other than ``keep`` (left by a rewrite or a crash)."""
+    for path in fs.glob(fs.join(shards_dir, STAGING, f"{sw.shard_name(shard)}-*.tar")):
+        if path != keep:
+            fs.delete(path)
 
 
 def progress_path(shards_dir: str, shard: int) -> str:
@@ -115,21 +131,56 @@ def fetch_shard(
     wanted = rows_for_task(task, read_slice)
     path = staging_path(shards_dir, task.shard)
     digest = image_options_digest(downloader.image_opts)
-    existing = _read_matching_staging(path, wanted, digest)
+    ext = downloader.image_opts.output_format
+    existing = _read_matching_staging(shards_dir, task.shard, wanted, digest)
     if existing is not None and not (retry_failed and any(_retryable(r) for r in existing)):
+        _drop_other_tars(
+            shards_dir, task.shard, staging_tar_path(shards_dir, task.shard, existing, digest)
+        )
         _write_progress(shards_dir, task.shard, len(existing), _ok(existing))
         return _info(task.shard, existing, 0), []
     todo = wanted if existing is None else [r for r in existing if _retryable(r)]
-    done = [] if existing is None else [r for r in existing if not _retryable(r)]
+    done = (
+        []
+        if existing is None
+        else _with_images(shards_dir, task.shard, existing, digest, ext, todo)
+    )
     base = len(done)
     progress = Progress(
         lambda n, ok: _write_progress(shards_dir, task.shard, base + n, _ok(done) + ok)
     )
     fresh = downloader.download([_reset(r) for r in todo], progress) if todo else []
     progress.flush()
-    rows = done + fresh
-    sw.write_staging(path, rows, digest)
+    rows = sorted(done + fresh, key=lambda r: r["key"])
+    tar_path = staging_tar_path(shards_dir, task.shard, rows, digest)
+    sw.write_staging(path, tar_path, rows, ext, digest)
+    _drop_other_tars(shards_dir, task.shard, tar_path)
     return _info(task.shard, rows, len(fresh)), fresh
+
+
+def _with_images(
+    shards_dir: str, shard: int, existing: list[dict], digest: str, ext: str, todo: list[dict]
+) -> list[dict]:
+    """The staged rows that are not re-fetched, successes with their images from the staging tar.
+
+    A success whose image the tar lacks (a damaged leftover) joins ``todo`` and is fetched again.
+    """
+    tar_path = staging_tar_path(shards_dir, shard, existing, digest)
+    try:
+        images = sw.read_tar_images(tar_path, ext)
+    except Exception:  # unreadable: every staged success is fetched again
+        images = {}
+    done = []
+    for r in existing:
+        if _retryable(r):
+            continue
+        if r["status"] == "success":
+            if r["key"] not in images:
+                todo.append(r)
+                continue
+            r = {**r, "image": images[r["key"]]}
+        done.append(r)
+    return done
 
 
 def _ok(rows: list[dict]) -> int:
@@ -152,19 +203,27 @@ def image_options_digest(opts) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _read_matching_staging(path: str, wanted: list[dict], digest: str) -> list[dict] | None:
-    """The staging rows if the file exists, was made with the same image options, and covers
-    exactly the wanted (key, uid) pairs."""
+def _read_matching_staging(
+    shards_dir: str, shard: int, wanted: list[dict], digest: str
+) -> list[dict] | None:
+    """The staging rows if the Parquet and its tar exist, were made with the same image options,
+    and cover exactly the wanted (key, uid) pairs."""
+    path = staging_path(shards_dir, shard)
     if not fs.exists(path):
         return None
     try:
         table = sw.read_staging(path)
-        if sw.staging_image_digest(table) != digest:
-            return None
+        if (
+            sw.staging_image_digest(table) != digest
+            or table.schema.names != sw.STAGING_SCHEMA.names
+        ):
+            return None  # other image options, or staging of an older layout
         rows = table.to_pylist()
     except Exception:  # an unreadable leftover is redone, not trusted
         return None
     if [(r["key"], r["uid"]) for r in rows] != [(r["key"], r["uid"]) for r in wanted]:
+        return None
+    if not fs.exists(staging_tar_path(shards_dir, shard, rows, digest)):
         return None
     return rows
 
@@ -172,9 +231,17 @@ def _read_matching_staging(path: str, wanted: list[dict], digest: str) -> list[d
 def finalize_shard(shards_dir: str, shard: int, kept: set[str] | None, ext: str) -> dict:
     """Phase 2 for one shard: trim and write the final files unless they are already current."""
     table = sw.read_staging(staging_path(shards_dir, shard))
-    rows = sw.apply_trim(table.to_pylist(), kept)
+    staged = table.to_pylist()
+    image_digest = sw.staging_image_digest(table)
+    rows = sw.apply_trim(staged, kept)
     # The staged images' options are part of the content: other options, other shard bytes.
-    digest = sw.content_digest(rows, ext + sw.staging_image_digest(table))
+    digest = sw.content_digest(rows, ext + image_digest)
     if sw.final_is_current(shards_dir, shard, digest):
         return {**sw.shard_stats(rows), "written": False}
+    tar_path = staging_tar_path(shards_dir, shard, staged, image_digest)
+    if not any(r["status"] == "trimmed" for r in rows):  # the staging tar is the final tar
+        stats = sw.write_final(shards_dir, shard, rows, ext, digest, tar_from=tar_path)
+        return {**stats, "written": True}
+    images = sw.read_tar_images(tar_path, ext)
+    rows = [{**r, "image": images[r["key"]]} if r["status"] == "success" else r for r in rows]
     return {**sw.write_final(shards_dir, shard, rows, ext, digest), "written": True}

@@ -1,11 +1,14 @@
-"""Shard files: the staging Parquet of phase 1, and the final tar + Parquet + stats of phase 2.
+"""Shard files: the staging files of phase 1, and the final tar + Parquet + stats of phase 2.
 
-Phase 1 (download) writes ``shards/_staging/{NNNNN}.parquet``: every attempted row of the shard
-with its outcome and, for successes, the encoded image. Phase 2 (finalize) reads it, applies the
-per-query trim and writes the img2dataset layout: ``{NNNNN}.tar`` (members in key order,
-fixed mtime/owner so the bytes depend only on the content), ``{NNNNN}.parquet`` (one row per
-attempted sample, without the image) and ``{NNNNN}_stats.json``, written last: its presence with
-the right digest marks the shard complete. Every file goes to a temporary name first.
+Phase 1 (download) writes ``shards/_staging/{NNNNN}.tar``, the shard's tar with every success (what
+the final tar is when the trim removes nothing), then ``_staging/{NNNNN}.parquet``: every
+attempted row of the shard with its outcome, without images; the Parquet, written last, marks the
+staging complete. Phase 2 (finalize) reads the Parquet, applies the per-query trim and writes the
+img2dataset layout: ``{NNNNN}.tar`` (members in key order, fixed mtime/owner so the bytes depend
+only on the content; a hard link to the staging tar when nothing was trimmed, so the images are
+written once), ``{NNNNN}.parquet`` (one row per attempted sample) and ``{NNNNN}_stats.json``,
+written last: its presence with the right digest marks the shard complete. Every file goes to a
+temporary name first.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ FINAL_SCHEMA = pa.schema(
         ("final_url", pa.string()),
     ]
 )
-STAGING_SCHEMA = FINAL_SCHEMA.append(pa.field("image", pa.binary()))
+STAGING_SCHEMA = FINAL_SCHEMA  # the images are in the staging tar
 # Columns that vary between two runs of the same input (timings); excluded from digests.
 VOLATILE_COLUMNS = ("seconds", "retries")
 
@@ -76,23 +79,23 @@ def make_key(shard: int, row: int, samples_per_shard: int) -> str:
 
 def write_table_atomic(path: str, table: pa.Table) -> None:
     """Write a Parquet file to a temporary name and rename it into place."""
-    # Encoded images do not compress: storing them as-is saves the CPU of trying.
-    codecs = {name: "none" if name == "image" else "zstd" for name in table.column_names}
     buf = pa.BufferOutputStream()  # one write to the file instead of many small Python calls
-    pq.write_table(
-        table, buf, compression=codecs, use_dictionary=[c for c in codecs if c != "image"]
-    )
+    pq.write_table(table, buf, compression="zstd")
     with fs.open_write_atomic(path) as f:
         f.write(buf.getvalue())
 
 
-def write_staging(path: str, rows: list[dict], image_digest: str = "") -> None:
-    """Phase 1 output: all rows of one shard in key order, images included.
+def write_staging(
+    path: str, tar_path: str, rows: list[dict], ext: str, image_digest: str = ""
+) -> None:
+    """Phase 1 output: the successes' tar, then all rows of one shard in key order, no images.
 
     ``image_digest`` names the image options the images were made with; a re-run with other
     options must not reuse them.
     """
     rows = sorted(rows, key=lambda r: r["key"])
+    with fs.open_write_atomic(tar_path) as f:
+        tar_bytes_stream(f, rows, ext)
     schema = STAGING_SCHEMA.with_metadata({"wit_image_options": image_digest})
     write_table_atomic(path, table_from_rows(rows, schema))
 
@@ -106,6 +109,17 @@ def staging_image_digest(table: pa.Table) -> str:
     """The image-options digest a staging table was written with."""
     meta = table.schema.metadata or {}
     return meta.get(b"wit_image_options", b"").decode()
+
+
+def read_tar_images(tar_path: str, ext: str) -> dict[str, bytes]:
+    """key -> image bytes of the ``{key}.{ext}`` members of a shard tar."""
+    suffix = "." + ext
+    images = {}
+    with fs.open_read(tar_path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(suffix):
+                images[member.name[: -len(suffix)]] = tar.extractfile(member).read()
+    return images
 
 
 def apply_trim(rows: list[dict], kept: set[str] | None) -> list[dict]:
@@ -237,17 +251,27 @@ def final_is_current(shards_dir: str, shard: int, digest: str) -> bool:
 
 
 def write_final(
-    shards_dir: str, shard: int, rows: list[dict], ext: str, digest: str | None = None
+    shards_dir: str,
+    shard: int,
+    rows: list[dict],
+    ext: str,
+    digest: str | None = None,
+    tar_from: str | None = None,
 ) -> dict:
     """Write ``{NNNNN}.tar``, ``.parquet`` and ``_stats.json`` (last); returns the stats.
 
-    ``digest`` (default: :func:`content_digest`) is recorded in the stats for resume checks.
+    The tar is built from the rows' ``image`` values, or is ``tar_from`` (a staging tar holding
+    exactly the rows' successes) linked into place. ``digest`` (default: :func:`content_digest`)
+    is recorded in the stats for resume checks.
     """
     rows = sorted(rows, key=lambda r: r["key"])
     paths = final_paths(shards_dir, shard)
     fs.delete(paths["stats"])  # until the new stats land, the shard reads as incomplete
-    with fs.open_write_atomic(paths["tar"]) as f:
-        tar_bytes_stream(f, rows, ext)
+    if tar_from is not None:
+        fs.link_or_copy(tar_from, paths["tar"])
+    else:
+        with fs.open_write_atomic(paths["tar"]) as f:
+            tar_bytes_stream(f, rows, ext)
     table = table_from_rows(rows, FINAL_SCHEMA)
     write_table_atomic(paths["parquet"], table)
     stats = {**shard_stats(rows), "digest": digest or content_digest(rows, ext)}

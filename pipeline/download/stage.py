@@ -4,16 +4,18 @@ Design (two phases, one Beam pipeline):
 
 1. *Fetch*: the selection is cut into shards by row position (``samples_per_shard`` rows each,
    part files in name order), one Beam element per shard. Each worker keeps one event loop and one
-   aiohttp session (``DoFn.setup``) and runs a whole shard through it; outcomes and re-encoded
-   images go to ``shards/_staging/{NNNNN}.parquet`` (atomic). A re-run reuses complete staging files
-   and redoes missing ones, so a killed run resumes where it stopped.
+   aiohttp session (``DoFn.setup``) and runs a whole shard through it; the re-encoded images go to
+   ``shards/_staging/{NNNNN}.tar`` and the outcomes to ``_staging/{NNNNN}.parquet`` (atomic, the
+   Parquet last). A re-run reuses complete staging files and redoes missing ones, so a killed run
+   resumes where it stopped.
 2. *Trim and write*: when the selection over-sampled (``select.oversample > 1``), each query keeps
    its ``select.cap`` successes with the smallest stable hash (``Top.SmallestPerKey``); a pair
    survives if any of its ``selected_for`` queries keeps it. Then each shard's final ``.tar``
    (successes only, key order), ``.parquet`` (every row, trimmed ones with status ``trimmed``) and
-   ``_stats.json`` are written from staging, to temporary names renamed when complete. The trim must
-   be known before any tar is written, hence the staging area; it is kept so that
-   ``--retry-failed`` can re-decide the trim with the newly fetched images.
+   ``_stats.json`` are written from staging, to temporary names renamed when complete (a shard with
+   nothing trimmed links the staging tar, so its images are written once). The trim must be known
+   before any final tar is written, hence the staging area; it is kept so that ``--retry-failed``
+   can re-decide the trim with the newly fetched images.
 
 Demo-only allowance: when ``<out>/world/manifest.json`` exists and the selection's URLs point at
 ``127.0.0.1:<its port>``, the stage serves the demo world on that port for its duration (unless
@@ -125,6 +127,7 @@ def _cleanup(shards_dir: str, n_shards: int) -> None:
         "[0-9]*.parquet",
         "[0-9]*_stats.json",
         f"{phases.STAGING}/[0-9]*.parquet",
+        f"{phases.STAGING}/[0-9]*.tar",
     ):
         for path in fs.glob(fs.join(shards_dir, pattern)):
             name = path.rsplit("/", 1)[-1]
@@ -207,7 +210,10 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
     with demo_allowance(layout, parts) as extra_allow:
         fetch_opts = FetchOptions.from_config(download, extra_allow)
         with _ProgressMonitor(shards_dir, total, run.progress and run.is_local):
-            p = make_pipeline(run, "wit-download")
+            # Local workers are threads of this process: fetching and the image codecs release
+            # the GIL, and one process pays Beam's start-up once (a process per worker would
+            # pay ~0.8 CPU-s each).
+            p = make_pipeline(run, "wit-download", worker_threads=True)
             _ = (
                 p
                 | "ShardTasks" >> beam.Create(tasks)
@@ -220,6 +226,7 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
                     cap,
                     download.retry_failed,
                     resolver_factory,
+                    download.shards_in_flight,
                 )
             )
             result = p.run()

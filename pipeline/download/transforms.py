@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.download import phases, trim
 from pipeline.download.worker import ShardDownloader
@@ -12,17 +15,32 @@ NS = "download"
 
 
 class FetchShardFn(beam.DoFn):
-    """Phase 1: one element = one shard, fetched concurrently through the worker's event loop."""
+    """Phase 1: one element = one shard, fetched concurrently through the worker's event loop.
+
+    Up to ``shards_in_flight`` shards of a bundle are fetched at once (threads that share the
+    worker's loop and its request limit), so a shard waiting on its last slow requests does not
+    leave the worker idle. A shard's info is emitted when it is staged; counters are updated on
+    the DoFn's own thread, where Beam collects them.
+    """
 
     def __init__(
-        self, shards_dir, fetch_opts, image_opts, retry_failed=False, resolver_factory=None
+        self,
+        shards_dir,
+        fetch_opts,
+        image_opts,
+        retry_failed=False,
+        resolver_factory=None,
+        shards_in_flight=2,
     ):
         self.shards_dir = shards_dir
         self.fetch_opts = fetch_opts
         self.image_opts = image_opts
         self.retry_failed = retry_failed
         self.resolver_factory = resolver_factory
+        self.shards_in_flight = max(1, shards_in_flight)
         self.downloader = None
+        self._shards = None
+        self._pending: list = []
         self.samples = Metrics.counter(NS, "samples")
         self.successes = Metrics.counter(NS, "successes")
         self.failed_download = Metrics.counter(NS, "failed_to_download")
@@ -36,13 +54,36 @@ class FetchShardFn(beam.DoFn):
         # One session (connection pool, DNS cache) per worker, reused by every shard it handles.
         self.downloader = ShardDownloader(self.fetch_opts, self.image_opts, self.resolver_factory)
         self.downloader.setup()
+        self._shards = ThreadPoolExecutor(self.shards_in_flight, thread_name_prefix="wit-shard")
 
     def teardown(self):
+        if self._shards is not None:
+            self._shards.shutdown(wait=True)
         if self.downloader is not None:
             self.downloader.close()
 
+    def start_bundle(self):
+        self._pending = []
+
     def process(self, task):
-        info, fresh = phases.fetch_shard(task, self.downloader, self.shards_dir, self.retry_failed)
+        self._pending.append(
+            self._shards.submit(
+                phases.fetch_shard, task, self.downloader, self.shards_dir, self.retry_failed
+            )
+        )
+        while len(self._pending) >= self.shards_in_flight:
+            done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._pending.remove(future)
+                yield self._staged(future)
+
+    def finish_bundle(self):
+        pending, self._pending = self._pending, []
+        for future in pending:
+            yield GlobalWindows.windowed_value(self._staged(future))
+
+    def _staged(self, future):
+        info, fresh = future.result()  # a shard that failed fails the bundle, as it would inline
         (self.shards_fetched if fresh else self.shards_reused).inc()
         for row in fresh:
             self.samples.inc()
@@ -51,7 +92,7 @@ class FetchShardFn(beam.DoFn):
             {"success": self.successes, "failed_to_download": self.failed_download}.get(
                 row["status"], self.failed_resize
             ).inc()
-        yield info
+        return info
 
 
 class FinalizeShardFn(beam.DoFn):
@@ -97,6 +138,7 @@ class DownloadShards(beam.PTransform):
         cap=None,
         retry_failed=False,
         resolver_factory=None,
+        shards_in_flight=2,
     ):
         super().__init__()
         self.shards_dir = shards_dir
@@ -106,6 +148,7 @@ class DownloadShards(beam.PTransform):
         self.cap = cap
         self.retry_failed = retry_failed
         self.resolver_factory = resolver_factory
+        self.shards_in_flight = shards_in_flight
 
     def expand(self, tasks):
         infos = (
@@ -119,6 +162,7 @@ class DownloadShards(beam.PTransform):
                     self.image_opts,
                     self.retry_failed,
                     self.resolver_factory,
+                    self.shards_in_flight,
                 )
             )
         )

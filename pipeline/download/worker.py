@@ -1,15 +1,19 @@
-"""Download one shard's rows: fetch concurrently, process each image as it arrives, emit rows.
+"""Download shards' rows: fetch concurrently, process each image as it arrives, emit rows.
 
-:class:`ShardDownloader` owns an event loop and one :class:`~pipeline.download.fetch.Fetcher`
-for the life of a worker (a Beam ``DoFn.setup``), and runs a whole shard through the loop at once
-so hundreds of requests are in flight. Each image is decoded and re-encoded as soon as its body
-arrives, so memory holds only the images in flight, not the shard.
+:class:`ShardDownloader` owns an event loop, running on a thread of its own, and one
+:class:`~pipeline.download.fetch.Fetcher` for the life of a worker (a Beam ``DoFn.setup``).
+:meth:`ShardDownloader.download` runs a whole shard through the loop at once, so hundreds of
+requests are in flight, and may be called from several threads: shards fetched at the same time
+share the loop and its concurrency limit, so the next shard's requests take the slots that the
+last slow requests of the previous one leave free. Each image is decoded and re-encoded as soon
+as its body arrives, so memory holds only the images in flight, not the shard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ from typing import Callable
 
 from yarl import URL
 
-from pipeline.download import fetch, images
+from pipeline.download import fetch, images, memory
 from pipeline.download.shard_writer import make_key
 
 SELECTION_COLUMNS = (
@@ -118,46 +122,67 @@ class ShardDownloader:
         self.image_opts = image_opts
         self.resolver_factory = resolver_factory
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._fetcher: fetch.Fetcher | None = None
+        self._gate: asyncio.Semaphore | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def setup(self) -> None:
-        """Start the event loop and the shared HTTP session."""
-        if self._loop is not None:
-            return
-        self._loop = asyncio.new_event_loop()
-        if self.image_opts.threads > 0:
-            self._pool = ThreadPoolExecutor(self.image_opts.threads, thread_name_prefix="wit-image")
-        resolver = self.resolver_factory() if self.resolver_factory else None
-        self._fetcher = fetch.Fetcher(self.fetch_opts, resolver)
-        self._loop.run_until_complete(self._fetcher.__aenter__())
+        """Start the event loop's thread and the shared HTTP session."""
+        with self._lock:
+            if self._loop is not None:
+                return
+            memory.keep_freed_memory()
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=loop.run_forever, name="wit-download-loop", daemon=True
+            )
+            self._thread.start()
+            if self.image_opts.threads > 0:
+                self._pool = ThreadPoolExecutor(
+                    self.image_opts.threads, thread_name_prefix="wit-image"
+                )
+            resolver = self.resolver_factory() if self.resolver_factory else None
+            self._fetcher = fetch.Fetcher(self.fetch_opts, resolver)
+            # One bound for every shard in flight: the coroutines that hold bodies or wait for
+            # a connection, not just the sockets.
+            self._gate = asyncio.Semaphore(self.fetch_opts.concurrency)
+            asyncio.run_coroutine_threadsafe(self._fetcher.__aenter__(), loop).result()
+            self._loop = loop
 
     def close(self) -> None:
-        """Close the session and the loop."""
-        if self._loop is None:
-            return
-        self._loop.run_until_complete(self._fetcher.__aexit__(None, None, None))
-        self._loop.close()
-        self._loop = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        self._fetcher = None
+        """Close the session, stop the loop and its thread."""
+        with self._lock:
+            if self._loop is None:
+                return
+            loop, self._loop = self._loop, None
+            asyncio.run_coroutine_threadsafe(
+                self._fetcher.__aexit__(None, None, None), loop
+            ).result()
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join()
+            loop.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            self._fetcher = self._thread = None
 
     def download(
         self, rows: list[dict], on_done: Callable[[dict], None] | None = None
     ) -> list[dict]:
-        """Fetch and process ``rows`` (each with ``key`` and ``url``); returns them with outcomes."""
+        """Fetch and process ``rows`` (each with ``key`` and ``url``); returns them with outcomes.
+
+        Blocks the calling thread; ``on_done`` is called on the loop's thread.
+        """
         self.setup()
-        return self._loop.run_until_complete(self._download(rows, on_done))
+        return asyncio.run_coroutine_threadsafe(self._download(rows, on_done), self._loop).result()
 
     async def _download(self, rows: list[dict], on_done) -> list[dict]:
-        # Bound the coroutines that hold bodies or wait for a connection, not just the sockets.
-        gate = asyncio.Semaphore(self.fetch_opts.concurrency)
         loop = asyncio.get_running_loop()
 
         async def one(row: dict) -> dict:
-            async with gate:
+            async with self._gate:
                 res = await self._fetcher.fetch(row["url"] or "")
                 if self._pool is None or not res.ok:
                     out = outcome_row(row, res, self.image_opts)

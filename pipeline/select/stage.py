@@ -172,7 +172,7 @@ def run(run: RunConfig, select: SelectConfig) -> dict:
 
     from pipeline.select.transforms import SelectPairs
 
-    with make_pipeline(run, "wit-select") as p:
+    with make_pipeline(run, "wit-select", ("pipeline.select.transforms",)) as p:
         files = p | "Inputs" >> beam.Create(list(enumerate(inputs)))
         _ = files | "Select" >> SelectPairs(settings, layout.selection, select.selection_shard_rows)
 
