@@ -31,6 +31,8 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests.download_helpers import shard_layout
+
 BAD_MODES = ("404", "500", "html", "truncated", "redirect_loop", "noai", "wrong_type")
 QUALITY = 90
 SIZE = 256
@@ -105,25 +107,6 @@ def run_child(cmd: list[str], env: dict | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": cpu}
 
 
-def layout(folder: str) -> dict:
-    """File-name patterns, Parquet columns and tar member suffixes of a shard folder."""
-    import re
-    import tarfile
-
-    names = sorted(
-        n for n in os.listdir(folder) if re.fullmatch(r"\d{5}(\.tar|\.parquet|_stats\.json)", n)
-    )
-    patterns = sorted({re.sub(r"^\d{5}", "NNNNN", n) for n in names})
-    columns = pq.read_schema(
-        os.path.join(folder, next(n for n in names if n.endswith(".parquet")))
-    ).names
-    with tarfile.open(os.path.join(folder, next(n for n in names if n.endswith(".tar")))) as tar:
-        suffixes = sorted({m.name.split(".", 1)[1] for m in tar.getmembers()})
-        first_json = next(m for m in tar.getmembers() if m.name.endswith(".json"))
-        json_keys = sorted(json.load(tar.extractfile(first_json)))
-    return {"files": patterns, "columns": columns, "members": suffixes, "json_keys": json_keys}
-
-
 def run_ours(rows: list[dict], port: int, out: str, workers: int, threads: int) -> dict:
     from tests.download_helpers import write_selection
 
@@ -140,7 +123,7 @@ def run_ours(rows: list[dict], port: int, out: str, workers: int, threads: int) 
     rows_out = read_shard_rows(os.path.join(out, "shards")).column("status").to_pylist()
     res["successes"] = rows_out.count("success")
     res["attempted"] = len(rows_out)
-    res["layout"] = layout(os.path.join(out, "shards"))
+    res["layout"] = shard_layout(os.path.join(out, "shards"))
     res["label"] = f"wit download --workers {workers} --image-threads {threads} (one process)"
     return res
 
@@ -169,7 +152,7 @@ def run_img2dataset(rows: list[dict], out: str, processes: int) -> dict:
         if name.endswith("_stats.json"):
             successes += json.load(open(os.path.join(out, name)))["successes"]
     res["successes"] = successes
-    res["layout"] = layout(out)
+    res["layout"] = shard_layout(out)
     return res
 
 

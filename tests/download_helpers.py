@@ -46,3 +46,22 @@ def write_selection(
     if cap is not None:
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump({"select": {"cap": cap, "oversample": oversample}}, f)
+
+
+def shard_layout(folder: str) -> dict:
+    """File-name patterns, Parquet columns, tar member suffixes and JSON keys of a shard folder."""
+    import re
+    import tarfile
+
+    names = sorted(
+        n for n in os.listdir(folder) if re.fullmatch(r"\d{5}(\.tar|\.parquet|_stats\.json)", n)
+    )
+    patterns = sorted({re.sub(r"^\d{5}", "NNNNN", n) for n in names})
+    columns = pq.read_schema(
+        os.path.join(folder, next(n for n in names if n.endswith(".parquet")))
+    ).names
+    with tarfile.open(os.path.join(folder, next(n for n in names if n.endswith(".tar")))) as tar:
+        suffixes = sorted({m.name.split(".", 1)[1] for m in tar.getmembers()})
+        first_json = next(m for m in tar.getmembers() if m.name.endswith(".json"))
+        json_keys = sorted(json.load(tar.extractfile(first_json)))
+    return {"files": patterns, "columns": columns, "members": suffixes, "json_keys": json_keys}

@@ -13,6 +13,7 @@ import sys
 import tarfile
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -22,7 +23,7 @@ from pipeline.demo_world.server import serve
 from pipeline.demo_world.urls import image_url
 from pipeline.download import stage, trim
 from pipeline.download.config import DownloadConfig
-from tests.download_helpers import selection_row, write_selection
+from tests.download_helpers import selection_row, shard_layout, write_selection
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -270,6 +271,50 @@ def test_the_next_shard_is_fetched_while_one_waits_on_a_slow_request(server, tmp
     assert _comparable(outs[0]) == _comparable(outs[1])
 
 
+IMG2DATASET = """
+import sys
+from img2dataset import download
+download(url_list=sys.argv[1], output_folder=sys.argv[2], processes_count=1, thread_count=4,
+         input_format="parquet", url_col="url", caption_col="caption", image_size=256,
+         resize_mode="keep_ratio", output_format="webdataset", encode_format="jpg",
+         number_sample_per_shard=5, timeout=5, enable_wandb=False)
+"""
+
+
+def test_img2dataset_writes_the_same_layout_and_keys(server, tmp_path):
+    """img2dataset itself, on the same URLs in the same order: same files, members and keys;
+    its Parquet columns and JSON keys are a subset of ours, with the same types."""
+    ours, theirs = str(tmp_path / "ours"), str(tmp_path / "theirs")
+    write_selection(ours, _rows(server.port, n=12, faults={3: "404"}))
+    stage.run(
+        RunConfig(out=ours, workers=1, progress=False),
+        _config(server.port, samples_per_shard=5),
+    )
+    selection = pq.read_table(os.path.join(ours, "selection", "part-00000.parquet"))
+    src = str(tmp_path / "urls.parquet")
+    pq.write_table(selection.select(["url", "caption"]), src)  # the selection's row order
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+    subprocess.run(
+        [sys.executable, "-c", IMG2DATASET, src, theirs],
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    a, b = shard_layout(os.path.join(ours, "shards")), shard_layout(theirs)
+    assert a["files"] == b["files"] and a["members"] == b["members"] == ["jpg", "json", "txt"]
+    assert set(b["columns"]) <= set(a["columns"]) and set(b["json_keys"]) <= set(a["json_keys"])
+    mine = pq.read_table(os.path.join(ours, "shards", "00000.parquet"))
+    other = pq.read_table(os.path.join(theirs, "00000.parquet"))
+    for name in other.column_names:  # same types, except nulls img2dataset could not type
+        if not pa.types.is_null(other.schema.field(name).type):
+            assert mine.schema.field(name).type == other.schema.field(name).type, name
+    theirs_rows = [r for p in sorted(glob.glob(os.path.join(theirs, "0*.parquet"))) for r in
+                   pq.read_table(p).to_pylist()]  # fmt: skip
+    ok = lambda rows: {r["key"]: r["url"] for r in rows if r["status"] == "success"}  # noqa: E731
+    assert len(ok(theirs_rows)) == 11 and ok(_shard_rows(ours)) == ok(theirs_rows)
+
+
 def test_no_allow_flag_refuses_loopback(server, tmp_path):
     out = str(tmp_path)
     write_selection(out, _rows(server.port, n=6, faults={}))
@@ -335,7 +380,7 @@ def _cli(out: str, port: int) -> list[str]:
         "--out",
         out,
         "--workers",
-        "1",
+        "2",  # the default: two worker threads, each with two shards in flight
         "--no-progress",
         "--samples-per-shard",
         "20",
