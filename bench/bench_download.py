@@ -39,11 +39,11 @@ SIZE = 256
 STARTUP_URLS = 8
 
 
-def _server_main(port_file: str, n: int, seed: int) -> None:
+def _server_main(port_file: str, n: int, seed: int, slow_seconds: float = 3.0) -> None:
     """Child process: serve the demo world with images 0..n-1 pre-rendered, until killed."""
     from pipeline.demo_world import server
 
-    opts = {"prerender": tuple(range(n)), "cache_bytes": 4 << 30}
+    opts = {"prerender": tuple(range(n)), "cache_bytes": 4 << 30, "slow_seconds": slow_seconds}
     with server.serve(seed, 0, **opts) as srv:
         with open(port_file + ".tmp", "w") as f:
             f.write(str(srv.port))
@@ -52,7 +52,11 @@ def _server_main(port_file: str, n: int, seed: int) -> None:
             time.sleep(3600)
 
 
-def start_server(n: int, seed: int, workdir: str) -> tuple[subprocess.Popen, int]:
+def start_server(
+    n: int, seed: int, workdir: str, slow_seconds: float = 3.0
+) -> tuple[subprocess.Popen, int]:
+    """The demo server in a child process (``slow_first_byte`` URLs answer after
+    ``slow_seconds``); returns it and its port."""
     port_file = os.path.join(workdir, "port")
     cmd = [
         sys.executable,
@@ -64,6 +68,8 @@ def start_server(n: int, seed: int, workdir: str) -> tuple[subprocess.Popen, int
         str(n),
         "--seed",
         str(seed),
+        "--slow-seconds",
+        str(slow_seconds),
     ]
     proc = subprocess.Popen(cmd)
     while not os.path.exists(port_file):
@@ -73,8 +79,9 @@ def start_server(n: int, seed: int, workdir: str) -> tuple[subprocess.Popen, int
     return proc, int(open(port_file).read())
 
 
-def url_rows(port: int, n: int, seed: int, bad_every: int = 33) -> list[dict]:
-    """n URLs of realistic demo images; about one in ``bad_every`` goes through a fault mode."""
+def url_rows(port: int, n: int, seed: int, bad_every: int = 33, slow_every: int = 0) -> list[dict]:
+    """n URLs of realistic demo images; about one in ``bad_every`` goes through a fault mode, and
+    with ``slow_every`` one in that many answers late (``slow_first_byte``, then the image)."""
     from pipeline.demo_world import scene
     from pipeline.demo_world.urls import image_url
     from tests.download_helpers import selection_row
@@ -85,6 +92,8 @@ def url_rows(port: int, n: int, seed: int, bad_every: int = 33) -> list[dict]:
         fault = (
             BAD_MODES[(i // bad_every) % len(BAD_MODES)] if i % bad_every == bad_every - 1 else None
         )
+        if slow_every and fault is None and i % slow_every == slow_every // 2:
+            fault = "slow_first_byte"
         caption = scene.describe(s, __import__("random").Random(i))
         rows.append(
             selection_row(image_url(port, i, s.fmt, fault), caption, {i % 50: f"q{i % 50}"})
@@ -107,7 +116,10 @@ def run_child(cmd: list[str], env: dict | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": cpu}
 
 
-def run_ours(rows: list[dict], port: int, out: str, workers: int, threads: int) -> dict:
+def run_ours(
+    rows: list[dict], port: int, out: str, workers: int, threads: int, extra: tuple = ()
+) -> dict:
+    """``wit download`` as a child process on ``rows``; its CPU, wall time and outcomes."""
     from tests.download_helpers import write_selection
 
     write_selection(out, rows, per_part=len(rows))
@@ -115,7 +127,7 @@ def run_ours(rows: list[dict], port: int, out: str, workers: int, threads: int) 
         sys.executable, "-m", "pipeline.cli", "download", "--out", out, "--workers", str(workers),
         "--image-threads", str(threads), "--no-progress", "--allow-hosts", f"127.0.0.1:{port}",
         "--quality", str(QUALITY), "--image-size", str(SIZE), "--resize-mode", "keep_ratio",
-        "--output-format", "jpg", "--samples-per-shard", "500", "--timeout", "10",
+        "--output-format", "jpg", "--samples-per-shard", "500", "--timeout", "10", *extra,
     ]  # fmt: skip
     res = run_child(cmd)
     from pipeline.download.report import read_shard_rows
@@ -249,10 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--serve", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--slow-seconds", type=float, default=3.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     n = args.n or (1000 if args.quick else 5000)
     if args.serve:
-        _server_main(args.serve, n, args.seed)
+        _server_main(args.serve, n, args.seed, args.slow_seconds)
         return 0
     work = tempfile.mkdtemp(prefix="bench_download_")
     print(f"rendering {n} demo images in the server process...", flush=True)

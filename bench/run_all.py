@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("queries", "match", "select_scale", "download", "train")
+BENCHES = ("queries", "match", "select_scale", "download", "stragglers", "train")
 
 
 def main(argv: list[str] | None = None) -> int:

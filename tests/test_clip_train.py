@@ -169,6 +169,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, shards: list[str]) -
         with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
             json.dump({"loss": avg.item() / world, "ref": ref_loss.item(), "grad_err": grad_err,
                        "steps": result.step}, f)  # fmt: skip
+        distributed.barrier(env)  # as main.run does: no rank leaves while another still works
     finally:
         distributed.cleanup()
 

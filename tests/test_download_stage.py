@@ -271,6 +271,30 @@ def test_the_next_shard_is_fetched_while_one_waits_on_a_slow_request(server, tmp
     assert _comparable(outs[0]) == _comparable(outs[1])
 
 
+def test_a_failing_shard_fails_the_run_after_the_others_finish(server, tmp_path, monkeypatch):
+    """The error reaches the caller, and no shard thread outlives the failed bundle (a retry
+    would race it for the same staging files): the slow shard beside it was staged first."""
+    from pipeline.download import phases
+
+    out = str(tmp_path)
+    write_selection(out, _rows(server.port, n=20, faults={12: "slow_first_byte"}), per_part=10)
+    real = phases.fetch_shard
+
+    def fetch_shard(task, *args, **kwargs):
+        if task.shard == 0:
+            raise RuntimeError("disk full")
+        return real(task, *args, **kwargs)  # shard 1 waits 1.5 s on its slow row
+
+    monkeypatch.setattr(phases, "fetch_shard", fetch_shard)
+    with pytest.raises(Exception, match="disk full"):
+        stage.run(
+            RunConfig(out=out, workers=1, progress=False),
+            _config(server.port, samples_per_shard=10),
+        )
+    staged = glob.glob(os.path.join(out, "shards", "_staging", "0*.parquet"))
+    assert [os.path.basename(p) for p in staged] == ["00001.parquet"]
+
+
 IMG2DATASET = """
 import sys
 from img2dataset import download

@@ -78,12 +78,18 @@ class FetchShardFn(beam.DoFn):
                 yield self._staged(future)
 
     def finish_bundle(self):
-        pending, self._pending = self._pending, []
-        for future in pending:
-            yield GlobalWindows.windowed_value(self._staged(future))
+        while self._pending:
+            yield GlobalWindows.windowed_value(self._staged(self._pending.pop(0)))
 
     def _staged(self, future):
-        info, fresh = future.result()  # a shard that failed fails the bundle, as it would inline
+        try:
+            info, fresh = future.result()
+        except BaseException:
+            # A shard that failed fails the bundle, as it would inline; the bundle's other shards
+            # finish first, so a retry of the bundle never races them for the same staging files.
+            pending, self._pending = self._pending, []
+            wait(pending)
+            raise
         (self.shards_fetched if fresh else self.shards_reused).inc()
         for row in fresh:
             self.samples.inc()
