@@ -1,7 +1,7 @@
 """Wall time when some hosts answer late: shards in flight per worker, and img2dataset.
 
     python -m bench.bench_stragglers            # 3,000 images, 1 in 100 answers after 4 s
-    python -m bench.bench_stragglers --quick    # 1,000 images
+    python -m bench.bench_stragglers --quick    # 2,000 images (two 500-image shards per worker)
 
 On the open web a shard almost always holds a few requests that take seconds (slow hosts, or
 ones that end in a timeout). A worker that fetches one shard at a time idles while it waits on
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.bench_stragglers", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--quick", action="store_true", help="1,000 images instead of 3,000")
+    p.add_argument("--quick", action="store_true", help="2,000 images instead of 3,000")
     p.add_argument("--n", type=int, default=None, help="number of URLs")
     p.add_argument("--slow-every", type=int, default=100, help="one URL in this many is late")
     p.add_argument("--slow-seconds", type=float, default=4.0, help="how late")
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="run each configuration N times")
     p.add_argument("--skip-img2dataset", action="store_true")
     args = p.parse_args(argv)
-    n = args.n or (1000 if args.quick else 3000)
+    n = args.n or (2000 if args.quick else 3000)
     work = tempfile.mkdtemp(prefix="bench_stragglers_")
     print(f"rendering {n} demo images in the server process...", flush=True)
     server, port = bd.start_server(n, 0, work, slow_seconds=args.slow_seconds)

@@ -3,9 +3,9 @@
 1. :func:`fetch_shard`: a shard's selection rows -> ``_staging/{NNNNN}-{digest}.tar`` (the
    successes) and ``_staging/{NNNNN}.parquet`` (all outcomes, written last). The tar's name carries
    the digest of the rows it was written from, so a Parquet is only ever read with its own tar,
-   whatever moment a crash chose. Staging that exists and covers the same uids is reused, so a re-run fetches only the shards that never finished; with
-   ``retry_failed`` it re-fetches only the rows that failed for a retryable reason and rewrites the
-   staging files.
+   whatever moment a crash chose. Staging that exists and covers the same uids is reused, so a
+   re-run fetches only the shards that never finished; with ``retry_failed`` it re-fetches only
+   the rows that failed for a retryable reason and rewrites the staging files.
 2. :func:`finalize_shard`: staging + the uids the trim kept -> final tar, Parquet and stats,
    skipped when the final files already hold the same content. With nothing trimmed the final
    tar is the staging tar, linked; otherwise it is rebuilt from the staging tar's kept members.

@@ -1,9 +1,9 @@
 """Shard files: the staging files of phase 1, and the final tar + Parquet + stats of phase 2.
 
-Phase 1 (download) writes ``shards/_staging/{NNNNN}.tar``, the shard's tar with every success (what
-the final tar is when the trim removes nothing), then ``_staging/{NNNNN}.parquet``: every
-attempted row of the shard with its outcome, without images; the Parquet, written last, marks the
-staging complete. Phase 2 (finalize) reads the Parquet, applies the per-query trim and writes the
+Phase 1 (download) writes ``shards/_staging/{NNNNN}-{digest}.tar``, the shard's tar with every
+success (what the final tar is when the trim removes nothing), then ``_staging/{NNNNN}.parquet``:
+every attempted row of the shard with its outcome, without images; the Parquet, written last,
+marks the staging complete (:mod:`pipeline.download.phases` names the tar after the rows). Phase 2 (finalize) reads the Parquet, applies the per-query trim and writes the
 img2dataset layout: ``{NNNNN}.tar`` (members in key order, fixed mtime/owner so the bytes depend
 only on the content; a hard link to the staging tar when nothing was trimmed, so the images are
 written once), ``{NNNNN}.parquet`` (one row per attempted sample) and ``{NNNNN}_stats.json``,
