@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -63,3 +64,17 @@ def cleanup() -> None:
     """Leave the process group."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_rank(code: int = 0) -> None:
+    """End a rank of a multi-process job once its work is written: flush, then ``os._exit``.
+
+    After DDP on gloo, the process group outlives ``destroy_process_group`` (a reference held on
+    the C++ side) and its threads are still running when the interpreter finalizes; destroying
+    them then aborts the process ("terminate called without an active exception", SIGABRT) in a
+    good share of runs, after all the work is done, and the launcher reports a failure. Leaving
+    without finalization avoids that; call it only after every file is closed.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

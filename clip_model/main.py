@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -239,8 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"clip_model: configuration error: {e}", file=sys.stderr)
         return 2
-    import os
-
     if os.environ.get("RANK", "0") == "0":
         C.write_resolved(configs, configs["run"].out)
     try:
@@ -254,4 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a torchrun rank: see exit_rank
+        distributed.exit_rank(code)
+    sys.exit(code)

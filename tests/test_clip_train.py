@@ -172,6 +172,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, shards: list[str]) -
         distributed.barrier(env)  # as main.run does: no rank leaves while another still works
     finally:
         distributed.cleanup()
+    distributed.exit_rank(0)  # as a torchrun rank of clip_model.main ends
 
 
 def test_ddp_two_processes_on_cpu_gloo_match_the_global_batch(tmp_path, shards):
