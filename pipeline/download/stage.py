@@ -5,8 +5,8 @@ Design (two phases, one Beam pipeline):
 1. *Fetch*: the selection is cut into shards by row position (``samples_per_shard`` rows each,
    part files in name order), one Beam element per shard. Each worker keeps one event loop and one
    aiohttp session (``DoFn.setup``) and runs a whole shard through it; the re-encoded images go to
-   ``shards/_staging/{NNNNN}.tar`` and the outcomes to ``_staging/{NNNNN}.parquet`` (atomic, the
-   Parquet last). A re-run reuses complete staging files and redoes missing ones, so a killed run
+   ``shards/_staging/{NNNNN}-{digest}.tar`` and the outcomes to ``_staging/{NNNNN}.parquet``
+   (atomic, the Parquet last; see :mod:`pipeline.download.phases`). A re-run reuses complete staging files and redoes missing ones, so a killed run
    resumes where it stopped.
 2. *Trim and write*: when the selection over-sampled (``select.oversample > 1``), each query keeps
    its ``select.cap`` successes with the smallest stable hash (``Top.SmallestPerKey``); a pair
