@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-stamp
 WIT := $(BIN)/wit
 COMMON := --config $(CONFIG) --out $(OUT) --runner $(RUNNER) --workers $(WORKERS)
 
-.PHONY: install test shards train report bench lint clean demo-world queries select download
+.PHONY: install test shards train eval report bench lint clean demo-world queries select download
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ report: install
 
 train: install
 	$(WIT) train --config $(TRAIN_CONFIG) --out $(OUT) $(ARGS)
+
+# Score the trained checkpoint on the demo's held-out labelled folder (written by make train).
+eval: install
+	$(WIT) eval --config $(TRAIN_CONFIG) --out $(OUT) --image-folder $(OUT)/eval_images $(ARGS)
 
 bench: install
 	$(BIN)/python -m bench.run_all --out $(OUT)/bench $(ARGS)

@@ -13,7 +13,9 @@ the defaults (N workers, each decoding on its own event-loop thread), one worker
 threads, and N workers with 2 image threads each. The codec floor decodes, resizes and encodes
 the same image bytes in a tight loop in this process, with our image code, no network.
 Printed: successful images per CPU-second for both tools, wall times, CPU per image vs the floor,
-and the ratios. Absolute numbers depend on the machine's load; the ratios are the point.
+the ratios, and each run's peak memory: the resident memory of the tool's whole process tree,
+sampled every 0.1 s, in total and per worker. Absolute numbers depend on the machine's load; the
+ratios are the point.
 """
 
 from __future__ import annotations
@@ -101,19 +103,53 @@ def url_rows(port: int, n: int, seed: int, bad_every: int = 33, slow_every: int 
     return rows
 
 
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_BYTES
+        except (OSError, ValueError, IndexError):
+            pass
+        stack.extend(children.get(pid, ()))
+    return total / 2**20
+
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+RSS_SAMPLE_S = 0.1
+
+
 def run_child(cmd: list[str], env: dict | None = None) -> dict:
-    """Run a command; its wall time and the CPU time of it and all its descendants."""
+    """Run a command; its wall time, the CPU time of it and all its descendants, and the peak
+    resident memory of its process tree (sampled every RSS_SAMPLE_S)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryFile("w+") as err:  # a file: a full pipe would block the child
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss_mb(proc.pid))
+            time.sleep(RSS_SAMPLE_S)
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        stderr = err.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{cmd[:4]} failed:\n{stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak}
 
 
 def run_ours(
@@ -137,6 +173,7 @@ def run_ours(
     res["attempted"] = len(rows_out)
     res["layout"] = shard_layout(os.path.join(out, "shards"))
     res["label"] = f"wit download --workers {workers} --image-threads {threads} (one process)"
+    res["workers"] = workers
     return res
 
 
@@ -165,6 +202,7 @@ def run_img2dataset(rows: list[dict], out: str, processes: int) -> dict:
             successes += json.load(open(os.path.join(out, name)))["successes"]
     res["successes"] = successes
     res["layout"] = shard_layout(out)
+    res["workers"] = processes
     return res
 
 
@@ -237,7 +275,11 @@ def median_run(results: list[dict]) -> dict:
         **out["startup"],
         **{k: statistics.median(r["startup"][k] for r in results) for k in keys},
     }
-    out["runs"] = [{"cpu_s": r["cpu_s"], "wall_s": r["wall_s"]} for r in results]
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)  # the worst run, not the median
+    out["runs"] = [
+        {"cpu_s": r["cpu_s"], "wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
+        for r in results
+    ]
     return out
 
 
@@ -348,6 +390,10 @@ def report(
             f" CPU/image = {r['ms_per_image'] / floor_ms:.2f}x floor,"
             f" {r['ms_per_image'] / floor['parallel_ms']:.2f}x parallel floor; {r['cpu_s']:.1f} CPU-s,"
             f" wall {r['wall_s']:.1f} s, {r['successes']} successes)"
+        )
+        lines.append(
+            f"  peak memory (resident, whole process tree): {r['peak_rss_mb']:.0f} MiB,"
+            f" {r['peak_rss_mb'] / r['workers']:.0f} MiB per worker (workers: {r['workers']})"
         )
         after = (
             f"{r['marginal_ms']:.2f} ms CPU = {r['marginal_ms'] / floor_ms:.2f}x floor"

@@ -94,14 +94,15 @@ def wiki_pipeline(info: dict, th: dict, workers: int, out: str) -> dict:
     from pipeline.beam_runner import make_pipeline
     from pipeline.config import RunConfig
     from queries.sources import Candidate
+    from queries.stage import plan_splits
     from queries.transforms import BigramSource, ReadWikiCounts, UnigramSource
 
     work = os.path.join(out, f"wiki-w{workers}")
     p = make_pipeline(RunConfig(workers=workers), "bench-queries")
     wiki = (
         p
-        | beam.Create([info["dump"]])
-        | ReadWikiCounts(8 << 20, 64 << 20, True, bigram_floor=th["bigram_min_count"])
+        | beam.Create(plan_splits([info["dump"]], 8 << 20))
+        | ReadWikiCounts(64 << 20, True, bigram_floor=th["bigram_min_count"])
     )
     uni = wiki["unigrams"] | UnigramSource(th["min_count"])
     bi = (wiki["unigrams"], wiki["bigrams"]) | BigramSource(

@@ -5,11 +5,11 @@ side by side in one run, plus data-loader throughput vs what training consumes.
     python -m bench.bench_train --quick    # fewer steps (< 1 min on an idle machine)
 
 open_clip replaces the CPU torch with a CUDA build when pip-installed, so it lives in its own
-virtualenv (``.venv-bench``: ``pip install torch==2.13.0 && pip install open-clip-torch --no-deps``
-plus its pure-Python deps) and runs in a subprocess. open_clip 3.3 imports torchvision at import
-time; without torchvision (which the project does not depend on) the competitor is the paper's
-reference implementation written below (OpenAI's ``clip/model.py`` structure: ``nn.MultiheadAttention``
-in (L, N, D) layout, an explicit causal mask buffer, QuickGELU), with the same loss and optimizer.
+virtualenv, ``.venv-bench`` (``python -m bench.check_open_clip --setup`` builds it: torch pinned to
+the CPU wheel, open_clip 3.3 without its dependencies, and a stand-in for the torchvision names it
+imports), and runs in a subprocess. Without that venv the competitor is the paper's reference
+implementation written below (OpenAI's ``clip/model.py`` structure: ``nn.MultiheadAttention`` in
+(L, N, D) layout, an explicit causal mask buffer, QuickGELU), with the same loss and optimizer.
 Both sides run with the same thread count, alternating, so a busy machine hurts both alike.
 """
 
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         shard_dir = args.shards
         if not shard_dir:
-            from clip_model.demo_shards import write_shards
+            from pipeline.demo_world.eval_images import write_shards
 
             shard_dir = tmp
             write_shards(tmp, samples=256 if args.quick else 1024, per_shard=128)

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("queries", "match", "select_scale", "download", "stragglers", "train")
+BENCHES = ("queries", "match", "select_scale", "download", "stragglers", "runners", "train")
 
 
 def main(argv: list[str] | None = None) -> int:

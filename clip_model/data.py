@@ -6,7 +6,12 @@ undecodable is *counted by reason* (webdataset's default handlers drop them sile
 open_clip's loader hangs when no key matches), an exact *data position* to resume from, and a split
 of shards across ranks and workers that we can state and test. The tar members follow the same
 grouping rule as webdataset (key = member name up to the first dot of its basename), and any
-fsspec URL works (``gs://``, ``s3://``, ``https://``, local paths).
+fsspec URL works (``gs://``, ``s3://``, local paths), through the same :mod:`files` layer as the
+checkpoints.
+
+The shard manifest (``manifest.json`` beside the shards: samples and bytes per shard) gives the
+epoch length without opening a shard, and lets :func:`shards_for` balance ranks and workers by
+samples instead of guessing (webdataset's loaders need the length passed in by hand).
 
 Each loader worker owns a deterministic list of shards per epoch (see :func:`shards_for`), runs
 them through its own shuffle buffer, and yields whole batches tagged with its position: the
@@ -18,6 +23,8 @@ decoding it and continues with the very batch an uninterrupted run would have pr
 from __future__ import annotations
 
 import hashlib
+import heapq
+import json
 import os
 import random
 import tarfile
@@ -28,30 +35,52 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from clip_model import transforms
+from clip_model import files, transforms
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 TEXT_EXTS = ("txt",)
+MANIFEST = "manifest.json"
 
 
 def list_shards(spec: str | list[str]) -> list[str]:
     """Expand comma-separated paths, globs and fsspec URLs into a sorted list of .tar shards."""
-    import fsspec
-
     specs = spec if isinstance(spec, list) else [s for s in spec.replace("\n", ",").split(",")]
     out: list[str] = []
     for s in (s.strip() for s in specs):
-        if not s:
-            continue
-        if "://" in s and not s.startswith("file://"):
-            fs, _, paths = fsspec.get_fs_token_paths(s)
-            out.extend(fs.unstrip_protocol(p) for p in paths)
-        else:
-            import glob
-
-            path = s[len("file://") :] if s.startswith("file://") else s
-            out.extend(glob.glob(path) if any(c in path for c in "*?[") else [path])
+        if s:
+            out.extend(files.glob(s) if any(c in s for c in "*?[") else [s])
     return sorted(dict.fromkeys(o for o in out if o.endswith(".tar")))
+
+
+@dataclass(frozen=True)
+class ShardSizes:
+    """Samples per shard from the manifests beside the shards; ``missing``: shards none lists."""
+
+    samples: dict[str, int]
+    missing: tuple[str, ...]
+    manifests: tuple[str, ...]
+
+    def total(self, shards: list[str]) -> int | None:
+        """Samples in ``shards`` (one epoch), or None when a shard is not in a manifest."""
+        if any(s not in self.samples for s in shards):
+            return None
+        return sum(self.samples[s] for s in shards)
+
+
+def read_manifests(shards: list[str]) -> ShardSizes:
+    """Read ``manifest.json`` in each folder holding shards (written by the download stage)."""
+    samples: dict[str, int] = {}
+    found = []
+    for folder in sorted({files.dirname(s) for s in shards}):
+        path = files.join(folder, MANIFEST)
+        if not files.exists(path):
+            continue
+        found.append(path)
+        for entry in json.loads(files.read_text(path))["shards"]:
+            samples[files.join(folder, entry["name"])] = int(entry["samples"])
+    sizes = {s: samples[s] for s in shards if s in samples}
+    missing = tuple(s for s in shards if s not in samples)
+    return ShardSizes(sizes, missing, tuple(found))
 
 
 def _seeded(*parts) -> random.Random:
@@ -59,29 +88,48 @@ def _seeded(*parts) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def shards_for(shards: list[str], epoch: int, seed: int, slot: int, slots: int) -> list[str]:
+def _balanced(order: list[str], sizes: dict[str, int], slots: int) -> list[list[str]]:
+    """Largest shard first to the least-loaded slot (ties: the earlier shard in ``order``)."""
+    ranked = sorted(range(len(order)), key=lambda i: (-sizes.get(order[i], 0), i))
+    heap = [(0, slot) for slot in range(slots)]
+    parts: list[list[str]] = [[] for _ in range(slots)]
+    for i in ranked:
+        load, slot = heapq.heappop(heap)
+        parts[slot].append(order[i])
+        heapq.heappush(heap, (load + sizes.get(order[i], 0), slot))
+    return parts
+
+
+def shards_for(
+    shards: list[str], epoch: int, seed: int, slot: int, slots: int, sizes: dict | None = None
+) -> list[str]:
     """The shards worker ``slot`` (= rank * workers_per_rank + worker) reads in ``epoch``.
 
-    With at least as many shards as slots, one seeded permutation per epoch is dealt round-robin:
-    every shard goes to exactly one slot. With fewer shards, each slot resamples one shard per epoch
-    (with replacement), so no worker idles.
+    With at least as many shards as slots, every shard goes to exactly one slot per epoch: a
+    seeded permutation dealt round-robin, or, with ``sizes`` (samples per shard), dealt to the
+    least-loaded slot so that slots get about the same number of samples. With fewer shards than
+    slots, each slot resamples one shard per epoch (with replacement, weighted by samples when
+    known), so no worker idles.
     """
     if not shards:
         return []
-    if len(shards) >= slots:
-        order = sorted(shards)
-        _seeded(seed, epoch, "perm").shuffle(order)
+    order = sorted(shards)
+    if len(order) < slots:
+        weights = [sizes.get(s, 0) for s in order] if sizes else None
+        if weights is not None and not any(weights):
+            weights = None
+        return _seeded(seed, epoch, slot, "resample").choices(order, weights=weights)
+    _seeded(seed, epoch, "perm").shuffle(order)
+    if not sizes:
         return order[slot::slots]
-    return [_seeded(seed, epoch, slot, "resample").choice(sorted(shards))]
+    return _balanced(order, sizes, slots)[slot]
 
 
 def iter_tar(url: str, counts: Counter) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) groups of consecutive members; a broken tar ends that shard, counted."""
-    import fsspec
-
     key, group = None, {}
     try:
-        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+        with files.open_read(url) as f, tarfile.open(fileobj=f, mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -173,6 +221,7 @@ class StreamConfig:
     shuffle_buffer: int = 1000
     start: dict = field(default_factory=dict)  # logical worker -> Position, for resume
     worker_offset: int = 0  # rotates logical workers so a resumed round-robin continues in order
+    sizes: dict | None = None  # samples per shard (manifest): balances slots by samples
 
 
 class ShardStream(IterableDataset):
@@ -216,7 +265,8 @@ class ShardStream(IterableDataset):
         rng = _seeded(self.cfg.seed, epoch, slot, "shuffle")
 
         def samples():
-            for url in shards_for(self.cfg.shards, epoch, self.cfg.seed, slot, slots):
+            picked = shards_for(self.cfg.shards, epoch, self.cfg.seed, slot, slots, self.cfg.sizes)
+            for url in picked:
                 counts["shards_opened"] += 1
                 yield from iter_tar(url, counts)
 

@@ -59,6 +59,7 @@ class CLIPConfig:
     quick_gelu: bool = True  # OpenAI's weights were trained with QuickGELU
     init_logit_scale: float = math.log(1 / 0.07)
     max_logit_scale: float = math.log(100.0)
+    init_logit_bias: float | None = None  # SigLIP's learnable bias (-10); None: no parameter
 
     def to_dict(self) -> dict:
         """Plain data (for checkpoints and metrics)."""
@@ -196,6 +197,12 @@ class CLIP(nn.Module):
         self.ln_final = nn.LayerNorm(t.width)
         self.text_projection = nn.Parameter(torch.empty(t.width, cfg.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(cfg.init_logit_scale))
+        # Only SigLIP models have it, so OpenAI's state_dicts still load with strict=True.
+        self.logit_bias = (
+            nn.Parameter(torch.tensor(cfg.init_logit_bias))
+            if cfg.init_logit_bias is not None
+            else None
+        )
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
         nn.init.normal_(self.text_projection, std=t.width**-0.5)
@@ -225,14 +232,44 @@ class CLIP(nn.Module):
             self.logit_scale.clamp_(0, self.cfg.max_logit_scale)
 
     def forward(self, image: torch.Tensor, text: torch.Tensor):
-        """Normalised (B, D) image and text features and the scale exp(logit_scale)."""
-        return (
+        """Normalised (B, D) image and text features, the scale exp(logit_scale) and, for a
+        SigLIP model, the bias (as open_clip: a 3-tuple, or a 4-tuple with the bias)."""
+        out = (
             self.encode_image(image, normalize=True),
             self.encode_text(text, normalize=True),
             self.logit_scale.exp(),
         )
+        return out if self.logit_bias is None else (*out, self.logit_bias)
 
 
 def num_params(model: nn.Module) -> int:
     """Number of parameters."""
     return sum(p.numel() for p in model.parameters())
+
+
+def _transformer_flops(tokens: int, width: int, layers: int, mlp_ratio: float) -> int:
+    """Matmul FLOPs (2 per multiply-add) of ``layers`` blocks over ``tokens`` tokens."""
+    hidden = int(width * mlp_ratio)
+    per_layer = (
+        2 * tokens * width * 3 * width  # q, k, v projection
+        + 2 * 2 * tokens * tokens * width  # scores and weighted values (full square, as kernels do)
+        + 2 * tokens * width * width  # output projection
+        + 2 * 2 * tokens * width * hidden  # MLP
+    )
+    return layers * per_layer
+
+
+def forward_flops(cfg: CLIPConfig) -> dict[str, int]:
+    """Matmul FLOPs of one sample's forward pass per tower (a training step costs ~3x: the
+    backward pass computes two products per forward one). Norms and activations are left out."""
+    v, t = cfg.vision, cfg.text
+    patches = (v.image_size // v.patch_size) ** 2
+    image = (
+        2 * patches * 3 * v.patch_size**2 * v.width  # patch embedding
+        + _transformer_flops(patches + 1, v.width, v.layers, v.mlp_ratio)
+        + 2 * v.width * cfg.embed_dim  # projection of the class token
+    )
+    text = (
+        _transformer_flops(t.context_length, t.width, t.layers, 4.0) + 2 * t.width * cfg.embed_dim
+    )
+    return {"image": image, "text": text, "total": image + text}

@@ -8,6 +8,7 @@ Nothing here downloads: the CLIP vocabulary must already be on disk.
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import html
@@ -16,8 +17,6 @@ import os
 from collections.abc import Iterable, Sequence
 
 import torch
-
-from pipeline.config import ConfigError
 
 SOT, EOT = "<start_of_text>", "<end_of_text>"
 # OpenAI's pre-tokenisation pattern (contractions, letters, digits, other symbols).
@@ -86,22 +85,25 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 class ClipBPE(Tokenizer):
-    """OpenAI's CLIP BPE (49,408 ids) read from ``bpe_simple_vocab_16e6.txt.gz``."""
+    """OpenAI's CLIP BPE (49,408 ids) read from ``bpe_simple_vocab_16e6.txt.gz`` (the file that
+    OpenAI's repository and open_clip's wheel ship); the same ids as open_clip's tokenizer."""
 
     kind = "clip"
 
-    def __init__(self, vocab_path: str, context_length: int = 77):
+    def __init__(self, vocab_path: str, context_length: int = 77, vocab_gz: bytes | None = None):
         super().__init__(context_length)
         import regex
 
-        if not vocab_path or not os.path.isfile(vocab_path):
-            raise ConfigError(
-                "train.bpe_vocab",
-                f"the CLIP BPE vocabulary file is not on disk ({vocab_path!r}); copy "
-                "bpe_simple_vocab_16e6.txt.gz there, or use --tokenizer trained",
-            )
-        self.vocab_path = vocab_path
-        lines = gzip.open(vocab_path).read().decode("utf-8").split("\n")
+        if vocab_gz is None:
+            if not vocab_path or not os.path.isfile(vocab_path):
+                raise FileNotFoundError(
+                    f"the CLIP BPE vocabulary file is not on disk ({vocab_path!r}); copy "
+                    "bpe_simple_vocab_16e6.txt.gz there (open_clip's wheel ships it)"
+                )
+            with open(vocab_path, "rb") as f:
+                vocab_gz = f.read()
+        self.vocab_path, self.vocab_gz = vocab_path, vocab_gz
+        lines = gzip.decompress(vocab_gz).decode("utf-8").split("\n")
         merges = [tuple(m.split()) for m in lines[1 : 49152 - 256 - 2 + 1]]
         vocab = list(_bytes_to_unicode().values())
         vocab += [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + [SOT, EOT]
@@ -113,6 +115,8 @@ class ClipBPE(Tokenizer):
         self._bpe = functools.lru_cache(maxsize=100_000)(self._bpe_uncached)
 
     def _bpe_uncached(self, token: str) -> tuple[str, ...]:
+        if token in (SOT, EOT):  # a caption that spells a special token gets its id, as OpenAI's
+            return (token,)
         word = (*token[:-1], token[-1] + "</w>")
         while len(word) > 1:
             pairs = {(a, b) for a, b in zip(word, word[1:])}
@@ -143,6 +147,8 @@ class ClipBPE(Tokenizer):
             {
                 "kind": self.kind,
                 "vocab_path": self.vocab_path,
+                # the file itself, so the checkpoint loads where that path does not exist
+                "vocab_gz": base64.b64encode(self.vocab_gz).decode("ascii"),
                 "context_length": self.context_length,
             }
         )
@@ -203,7 +209,8 @@ def from_json(blob: str) -> Tokenizer:
     """Rebuild a tokenizer saved with ``to_json``."""
     d = json.loads(blob)
     if d["kind"] == "clip":
-        return ClipBPE(d["vocab_path"], d["context_length"])
+        gz = base64.b64decode(d["vocab_gz"]) if "vocab_gz" in d else None
+        return ClipBPE(d["vocab_path"], d["context_length"], gz)
     from tokenizers import Tokenizer as HF
 
     return TrainedBPE(HF.from_str(d["hf"]), d["context_length"])

@@ -1,15 +1,18 @@
-"""The training loop: AdamW + cosine schedule, bf16 autocast on CUDA, DDP, checkpoints and logs.
+"""The training loop: AdamW + cosine schedule, bf16 autocast on CUDA, DDP, gradient accumulation
+with cached features, CLIP or SigLIP loss, checkpoints and logs.
 
 Checkpoints hold only tensors and plain containers (the tokenizer as a JSON string), so they load
-with ``torch.load(weights_only=True)``; they are written to a temporary name and renamed. Besides
-the model, optimizer and scheduler they store the *data position* of every loader worker on every
-rank, so a resumed run reads exactly the batches an uninterrupted run would have read.
+with ``torch.load(weights_only=True)``; they are written atomically through :mod:`files` (local
+paths or ``gs://`` / ``s3://``). Besides the model, optimizer and scheduler they store the *data
+position* of every loader worker on every rank, so a resumed run reads exactly the batches an
+uninterrupted run would have read.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import math
 import sys
@@ -22,12 +25,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from clip_model import transforms
-from clip_model.config import TrainConfig
+from clip_model import files, transforms
 from clip_model.data import Position, StreamConfig, make_loader
 from clip_model.distributed import DistEnv
-from clip_model.loss import clip_loss
-from pipeline import fs
+from clip_model.gradcache import cached_step
+from clip_model.loss import LOSSES
+from clip_model.options import FitOptions
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -37,7 +40,7 @@ def no_decay(name: str, p: torch.Tensor) -> bool:
     return p.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith(".bias")
 
 
-def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, train: FitOptions) -> torch.optim.AdamW:
     """AdamW with two parameter groups (decayed matrices; undecayed gains/biases/embeddings)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
@@ -62,7 +65,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_scheduler(opt, train: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(opt, train: FitOptions) -> torch.optim.lr_scheduler.LambdaLR:
     """Cosine schedule with warmup, stepped once per optimizer step."""
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, train.warmup, train.steps))
 
@@ -105,15 +108,17 @@ def save_checkpoint(
     }
     buf = io.BytesIO()
     torch.save(blob, buf)
-    fs.write_bytes_atomic(path, buf.getvalue())
+    files.write_bytes_atomic(path, buf.getvalue())
 
 
 def load_checkpoint(path: str) -> dict:
     """Read a checkpoint with ``weights_only=True`` (no pickled code runs)."""
-    return torch.load(io.BytesIO(fs.read_bytes(path)), map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(files.read_bytes(path)), map_location="cpu", weights_only=True)
 
 
-def _stream_config(shards, train, image_size, env: DistEnv, seed: int, data: DataState, step: int):
+def _stream_config(
+    shards, train, image_size, env: DistEnv, seed: int, data: DataState, step: int, sizes
+):
     """This rank's stream, positioned where the checkpoint left it."""
     nw = max(1, train.loader_workers)
     start = {}
@@ -132,6 +137,7 @@ def _stream_config(shards, train, image_size, env: DistEnv, seed: int, data: Dat
         shuffle_buffer=train.shuffle_buffer,
         start=start,
         worker_offset=step % nw if same_layout else 0,
+        sizes=sizes,
     )
 
 
@@ -160,15 +166,16 @@ class Logger:
     """CSV + TensorBoard on the main rank, and a progress line on stderr."""
 
     def __init__(self, train_dir: str, enabled: bool, total: int):
-        self.path, self.enabled, self.total = fs.join(train_dir, "log.csv"), enabled, total
+        self.path, self.enabled, self.total = files.join(train_dir, "log.csv"), enabled, total
         self.rows: list[dict] = []
         self.tb = None
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
+            if not files.is_url(train_dir):  # TensorBoard's writer needs TensorFlow for URLs
+                from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(fs.join(train_dir, "tensorboard"))
-            if fs.exists(self.path):  # resumed: keep the earlier rows
-                self.rows = list(csv.DictReader(io.StringIO(fs.read_text(self.path))))
+                self.tb = SummaryWriter(files.join(train_dir, "tensorboard"))
+            if files.exists(self.path):  # resumed: keep the earlier rows
+                self.rows = list(csv.DictReader(io.StringIO(files.read_text(self.path))))
 
     def log(self, row: dict, started: float, first_step: int) -> None:
         if not self.enabled:
@@ -176,13 +183,13 @@ class Logger:
         step = row["step"]
         self.rows = [r for r in self.rows if int(r["step"]) < step] + [row]
         for k, v in row.items():
-            if k != "step":
+            if k != "step" and self.tb is not None:
                 self.tb.add_scalar(f"train/{k}", v, step)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(row))
         writer.writeheader()
         writer.writerows({k: r.get(k, "") for k in row} for r in self.rows)
-        fs.write_text_atomic(self.path, buf.getvalue())
+        files.write_text_atomic(self.path, buf.getvalue())
         done = step - first_step
         eta = (time.perf_counter() - started) / max(1, done) * (self.total - step)
         mem = f" | mem {row['gpu_mem_gb']:.1f} GB" if row.get("gpu_mem_gb") else ""
@@ -211,17 +218,25 @@ class FitResult:
     peak_mem_gb: float = 0.0
 
 
-def train_step(
-    model, raw, opt, sched, batch: dict, train: TrainConfig, device: str
-) -> torch.Tensor:
+def backward(model, raw, images, texts, train: FitOptions, device: str) -> torch.Tensor:
+    """Loss of the batch with its gradients accumulated (in ``accum_steps`` micro-batches)."""
+    loss_fn = LOSSES[train.loss]
+    if train.accum_steps > 1:
+        ctx = functools.partial(autocast, device, train.precision)
+        return cached_step(model, raw, images, texts, loss_fn, train.accum_steps, ctx)
+    with autocast(device, train.precision):
+        out = model(images, texts)  # (image, text, scale[, bias])
+    loss = loss_fn(*(x.float() for x in out))
+    loss.backward()
+    return loss
+
+
+def train_step(model, raw, opt, sched, batch: dict, train: FitOptions, device: str):
     """One optimizer step on a loader batch; returns the (detached-later) loss."""
     images = transforms.normalize(batch["images"].to(device, non_blocking=True))  # (B, 3, S, S)
     texts = batch["texts"].to(device, non_blocking=True)  # (B, T)
-    with autocast(device, train.precision):
-        image_f, text_f, scale = model(images, texts)
-    loss = clip_loss(image_f.float(), text_f.float(), scale.float())
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss = backward(model, raw, images, texts, train, device)
     if train.grad_clip > 0:
         nn.utils.clip_grad_norm_(raw.parameters(), train.grad_clip)
     opt.step()
@@ -230,7 +245,7 @@ def train_step(
     return loss
 
 
-def _wrap(raw: nn.Module, train: TrainConfig, env: DistEnv) -> nn.Module:
+def _wrap(raw: nn.Module, train: FitOptions, env: DistEnv) -> nn.Module:
     """DDP (device_ids only on CUDA: gloo on CPU must not get any) and torch.compile."""
     model = raw
     if env.distributed:
@@ -243,7 +258,20 @@ def _wrap(raw: nn.Module, train: TrainConfig, env: DistEnv) -> nn.Module:
     return model
 
 
-def _restore(raw, opt, sched, resume: dict | None, train: TrainConfig, env: DistEnv):
+def check_options(raw: nn.Module, train: FitOptions, world: int) -> None:
+    """Raise ValueError when the batch does not split evenly or the loss does not fit the model."""
+    if train.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {train.loss!r}")
+    if train.batch_size % (world * train.accum_steps):
+        raise ValueError(
+            f"batch_size {train.batch_size} is not a multiple of ranks x accum_steps "
+            f"({world} x {train.accum_steps})"
+        )
+    if (train.loss == "siglip") != (getattr(raw, "logit_bias", None) is not None):
+        raise ValueError("the siglip loss needs a model with a logit_bias, and only it does")
+
+
+def _restore(raw, opt, sched, resume: dict | None, train: FitOptions, env: DistEnv):
     """Load a checkpoint's states; returns (step, DataState)."""
     if not resume:
         return 0, DataState(workers=max(1, train.loader_workers), world=env.world)
@@ -257,15 +285,20 @@ def fit(
     raw: nn.Module,
     tokenizer,
     shards: list[str],
-    train: TrainConfig,
+    train: FitOptions,
     env: DistEnv,
     train_dir: str,
     seed: int = 0,
     config: dict | None = None,
     resume: dict | None = None,
     stop_at: int | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> FitResult:
-    """Train ``raw`` (a :class:`CLIP`) to ``train.steps`` (or ``stop_at``), saving checkpoints."""
+    """Train ``raw`` (a :class:`CLIP`) to ``train.steps`` (or ``stop_at``), saving checkpoints.
+
+    ``sizes`` (samples per shard, from the shard manifest) balances the shards across ranks and
+    loader workers by samples rather than by count."""
+    check_options(raw, train, env.world)
     raw.to(env.device)
     raw.set_grad_checkpointing(train.grad_checkpointing)
     opt, cuda = build_optimizer(raw, train), env.device.startswith("cuda")
@@ -273,7 +306,7 @@ def fit(
     step, data = _restore(raw, opt, sched, resume, train, env)
     first_step, base_counts = step, Counter(data.counts)
     image_size = raw.cfg.vision.image_size
-    stream = _stream_config(shards, train, image_size, env, seed, data, step)
+    stream = _stream_config(shards, train, image_size, env, seed, data, step, sizes)
     local_pos = {str(w): [p.epoch, p.drawn] for w, p in stream.start.items()}
     model = _wrap(raw, train, env)
     logger = Logger(train_dir, env.is_main, train.steps)
@@ -293,7 +326,14 @@ def fit(
         data.samples_seen = step * train.batch_size
         if env.is_main:
             save_checkpoint(
-                fs.join(train_dir, CHECKPOINT), raw, opt, sched, step, data, tokenizer, config or {}
+                files.join(train_dir, CHECKPOINT),
+                raw,
+                opt,
+                sched,
+                step,
+                data,
+                tokenizer,
+                config or {},
             )
 
     loader = make_loader(stream, tokenizer, train.loader_workers, pin_memory=cuda)

@@ -1,20 +1,26 @@
-"""Zero-shot classification (class names x prompt templates) and image-text retrieval recall@k.
+"""Zero-shot classification on any labelled image folder, and image-text retrieval recall@k.
 
-On the demo world the held-out images are drawn by the demo generator from ids in a namespace the
-world never uses (``"heldout-{i}"``), so the model has never seen them; their classes are the
-scene's colour + shape (and colours and shapes on their own), named as in the dataset's captions.
+A labelled image folder has the layout torchvision's ``ImageFolder`` reads (ImageNet's validation
+set is usually kept this way): ``<root>/<class>/*.{jpg,jpeg,png,webp}``, classes in folder-name
+order. The prompts name each class by a class-names file (one name per line in folder order,
+``folder<TAB>name`` lines, or a JSON object ``{folder: name}``), else by its folder name with
+``_`` read as a space; the templates are the paper's 80 (``openai``), the single
+``"a photo of a {}."`` (``simple``), or a file with one template per line (``{}`` marks the name).
+A class's classifier is the normalised mean of its normalised prompt embeddings, as in the paper.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import replace
+import json
+import os
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from clip_model import transforms
+from clip_model import files, transforms
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 SIMPLE_TEMPLATES = ("a photo of a {}.",)
 # The 80 prompts of the paper's ImageNet ensemble (CLIP repository, Prompt_Engineering_for_ImageNet).
 IMAGENET_TEMPLATES = (
@@ -41,6 +47,123 @@ IMAGENET_TEMPLATES = (
     "a photo of a cool {}.", "a photo of a small {}.", "a tattoo of the {}.",
 )  # fmt: skip
 assert len(IMAGENET_TEMPLATES) == 80
+
+
+TEMPLATE_SETS = {"openai": IMAGENET_TEMPLATES, "simple": SIMPLE_TEMPLATES}
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """The images of a labelled folder, their labels and the class names for the prompts."""
+
+    root: str
+    paths: list[str]
+    labels: list[int]
+    folders: list[str]  # one per class, sorted
+    classnames: list[str]
+
+
+def read_class_names(path: str, folders: list[str]) -> list[str]:
+    """Class names for ``folders`` from a text or JSON file; ValueError when they do not match."""
+    text = files.read_text(path)
+    if path.endswith(".json"):
+        mapping = json.loads(text)
+        names = [mapping.get(f) for f in folders]
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if lines and all("\t" in ln for ln in lines):
+            mapping = dict(ln.split("\t", 1) for ln in lines)
+            names = [mapping.get(f) for f in folders]
+        else:
+            if len(lines) != len(folders):
+                raise ValueError(
+                    f"{path} has {len(lines)} class names for {len(folders)} class folders"
+                )
+            names = lines
+    missing = [f for f, n in zip(folders, names) if not n]
+    if missing:
+        raise ValueError(f"{path} names no class for folder(s) {', '.join(missing[:5])}")
+    return [n.strip() for n in names]
+
+
+def scan_folder(root: str, class_names: str = "") -> ImageFolder:
+    """List ``<root>/<class>/*`` images; ValueError when there is no class folder or no image."""
+    if not files.isdir(root):
+        raise ValueError(f"{root!r} is not a folder")
+    class_dirs = [p for p in files.listdir(root) if files.isdir(p)]
+    folders = sorted(files.basename(p) for p in class_dirs)
+    paths, labels = [], []
+    for label, folder in enumerate(folders):
+        for path in files.listdir(files.join(root, folder)):
+            if os.path.splitext(path)[1].lower() in IMAGE_EXTS:
+                paths.append(path)
+                labels.append(label)
+    if not paths:
+        raise ValueError(f"no <class>/<image>{{{','.join(IMAGE_EXTS)}}} files under {root!r}")
+    names = read_class_names(class_names, folders) if class_names else None
+    names = names or [f.replace("_", " ") for f in folders]
+    return ImageFolder(root, paths, labels, folders, names)
+
+
+def read_templates(spec: str) -> tuple[str, ...]:
+    """``openai`` (80 prompts), ``simple``, or the path of a file with one template per line."""
+    if spec in TEMPLATE_SETS:
+        return TEMPLATE_SETS[spec]
+    lines = [ln.strip() for ln in files.read_text(spec).splitlines() if ln.strip()]
+    bad = [ln for ln in lines if "{}" not in ln]
+    if not lines or bad:
+        raise ValueError(f"{spec}: every line must be a template with {{}}; bad: {bad[:3]}")
+    return tuple(lines)
+
+
+class _Images(torch.utils.data.Dataset):
+    """Decoded images with eval transforms; an unreadable file gives None (counted by the caller)."""
+
+    def __init__(self, paths: list[str], size: int):
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            img = transforms.decode(files.read_bytes(self.paths[i]), self.size)
+            return i, transforms.eval_transform(img, self.size)
+        except Exception:  # PIL raises many types on corrupt bytes; the image is data, not a crash
+            return i, None
+
+
+def _collate(items):
+    good = [(i, x) for i, x in items if x is not None]
+    bad = [i for i, x in items if x is None]
+    idx = torch.tensor([i for i, _ in good], dtype=torch.long)
+    images = torch.stack([x for _, x in good]) if good else None
+    return idx, images, bad
+
+
+@torch.no_grad()
+def image_features(
+    model, paths: list[str], device: str, batch: int = 256, workers: int = 2
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(N_ok, D) normalised features of the readable images, their indices, unreadable paths."""
+    loader = torch.utils.data.DataLoader(
+        _Images(paths, model.cfg.vision.image_size),
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=_collate,
+    )
+    feats, kept, bad = [], [], []
+    for idx, images, failed in loader:
+        bad.extend(paths[i] for i in failed)
+        if images is not None:
+            feats.append(encode_images(model, images, device, batch))
+            kept.append(idx)
+    dim = model.cfg.embed_dim
+    return (
+        torch.cat(feats) if feats else torch.empty(0, dim),
+        torch.cat(kept) if kept else torch.empty(0, dtype=torch.long),
+        bad,
+    )
 
 
 @torch.no_grad()
@@ -94,14 +217,7 @@ def _scores(acc: dict, classes: int) -> dict:
     }
 
 
-def zero_shot(model, tokenizer, image_feats, labels, classnames, templates, device) -> dict:
-    """Top-1/top-5 accuracy of the prompt classifier; chance is 1/C and 5/C."""
-    classifier = build_classifier(model, tokenizer, classnames, templates, device)
-    acc = topk_accuracy(image_feats @ classifier, labels)
-    return _scores(acc, len(classnames))
-
-
-def retrieval(image_feats: torch.Tensor, text_feats: torch.Tensor, ks=(1, 5)) -> dict:
+def retrieval(image_feats: torch.Tensor, text_feats: torch.Tensor, ks=(1, 5, 10)) -> dict:
     """Recall@k of pair i in both directions; ties (identical captions) do not count against."""
     sims = image_feats @ text_feats.T  # (N, N)
     diag = sims.diag()
@@ -115,139 +231,50 @@ def retrieval(image_feats: torch.Tensor, text_feats: torch.Tensor, ks=(1, 5)) ->
     return out
 
 
-def demo_scene(image_id: str, seed: int, short_side: int = 256):
-    """A held-out demo scene scaled like the downloader's output (short side 256)."""
-    from pipeline.demo_world import scene as S
-
-    sc = S.scene_for(image_id, seed)
-    s = short_side / min(sc.width, sc.height)
-    return replace(sc, width=round(sc.width * s), height=round(sc.height * s), fmt="jpg")
-
-
-def demo_images(ids: list[str], seed: int, image_size: int) -> tuple[torch.Tensor, list]:
-    """Render, JPEG-encode and decode held-out scenes like training images -> (N,3,S,S) uint8, scenes."""
-    from pipeline.demo_world import scene as S
-
-    tensors, scenes = [], []
-    for image_id in ids:
-        sc = demo_scene(image_id, seed)
-        data = S.encode(S.render(sc, image_id, seed), "jpg")
-        tensors.append(transforms.eval_transform(transforms.decode(data, image_size), image_size))
-        scenes.append(sc)
-    return torch.stack(tensors), scenes
-
-
-def demo_pairs(n: int, seed: int, image_size: int) -> tuple[torch.Tensor, list[str]]:
-    """Held-out generated (image, caption) pairs for retrieval when no shard is held out."""
-    from pipeline.demo_world import scene as S
-
-    ids = [f"heldout-pair-{i}" for i in range(n)]
-    images, scenes = demo_images(ids, seed, image_size)
-    texts = [S.describe(sc, random.Random(f"{seed}:{i}")) for i, sc in zip(ids, scenes)]
-    return images, texts
-
-
-def demo_templates() -> tuple[str, ...]:
-    """Prompts in the demo captions' own phrasing, averaged over position and background.
-
-    The paper engineers prompts per dataset ("a photo of a {}, a type of pet."); a model trained
-    only on the demo's captions reads this phrasing, while "a photo of a {}." is foreign to it.
-    """
-    from pipeline.demo_world import scene as S
-
-    wheres = ("in the middle", "on the left", "on the right", "at the top", "at the bottom")
-    return (
-        ("a {}",)
-        + tuple(f"one {{}} {w}" for w in wheres)
-        + tuple(f"one {{}} on a {b} background" for b in S.COLOURS)
-    )
-
-
-def demo_classes(query_names: set[str] | None) -> list[tuple[str, str]]:
-    """(colour, shape) classes; those named in the dataset's query list when it names at least two."""
-    from pipeline.demo_world import scene as S
-
-    classes = [(c, s) for c in S.COLOURS for s in S.SHAPES]
-    if query_names:
-        kept = [(c, s) for c, s in classes if f"{c} {s}" in query_names]
-        if len(kept) >= 2:
-            return kept
-    return classes
-
-
-def _marginal(probs: torch.Tensor, groups: list[str], labels: list[str]) -> dict:
-    """Accuracy of an attribute (colour or shape) from class probabilities summed per attribute."""
-    names = sorted(set(groups))
-    onehot = torch.zeros(len(groups), len(names))
-    onehot[torch.arange(len(groups)), torch.tensor([names.index(g) for g in groups])] = 1
-    idx = torch.tensor([names.index(lab) if lab in names else -1 for lab in labels])
-    acc = topk_accuracy(probs @ onehot, idx)
-    return _scores(acc, len(names))
-
-
-def evaluate_demo(
-    model, tokenizer, seed: int, n_images: int, device: str, query_names=None, ensemble: bool = True
-) -> dict:
-    """Zero-shot colour+shape accuracy on held-out demo images, plus colour and shape alone
-    (class probabilities summed over the other attribute), for each prompt set."""
-    classes = demo_classes(query_names)
-    names = [f"{c} {s}" for c, s in classes]
-    images, scenes = demo_images(
-        [f"heldout-{i}" for i in range(n_images)], seed, model.cfg.vision.image_size
-    )
-    keep = [i for i, sc in enumerate(scenes) if (sc.colour, sc.shape) in classes]
-    feats = encode_images(model, images[keep], device)
-    labels = torch.tensor([classes.index((scenes[i].colour, scenes[i].shape)) for i in keep])
-    prompt_sets = {"demo": demo_templates(), "single": SIMPLE_TEMPLATES}
-    if ensemble:
-        prompt_sets["ensemble"] = IMAGENET_TEMPLATES
-    scale = float(model.logit_scale.detach().exp())
-    results = {}
-    for tname, templates in prompt_sets.items():
-        logits = feats @ build_classifier(model, tokenizer, names, templates, device)  # (N, C)
-        acc = topk_accuracy(logits, labels)
-        c = len(names)
-        results[f"colour_shape/{tname}"] = {
-            "top1": acc[1], "top5": acc[5], "classes": c, "chance_top1": 1 / c,
-            "chance_top5": min(1.0, 5 / c), "images": len(keep), "templates": len(templates),
-        }  # fmt: skip
-        probs = (scale * logits).softmax(dim=1)
-        results[f"colour/{tname}"] = _marginal(
-            probs, [c for c, _ in classes], [scenes[i].colour for i in keep]
-        )
-        results[f"shape/{tname}"] = _marginal(
-            probs, [s for _, s in classes], [scenes[i].shape for i in keep]
-        )
-    results.update(
-        _background(
-            model, tokenizer, scenes, encode_images(model, images, device), device, ensemble
-        )
-    )
-    return results
-
-
-def _background(model, tokenizer, scenes, feats, device, ensemble: bool) -> dict:
-    """Zero-shot background colour: prompts in the captions' phrasing averaged over the foreground
-    (every colour x shape), and the generic prompts with class names '<colour> background'."""
-    from pipeline.demo_world import scene as S
-
-    colours = list(S.COLOURS)
-    labels = torch.tensor([colours.index(sc.background) for sc in scenes])
-    demo = tuple(f"one {c} {s} on a {{}} background" for c in S.COLOURS for s in S.SHAPES)
-    sets = {
-        "demo": (colours, demo),
-        "single": ([f"{c} background" for c in colours], SIMPLE_TEMPLATES),
-    }
-    if ensemble:
-        sets["ensemble"] = ([f"{c} background" for c in colours], IMAGENET_TEMPLATES)
+def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, classnames: list[str]) -> dict:
+    """Top-1 accuracy and image count of each class (classes without images are left out)."""
+    hit = logits.argmax(dim=1) == labels
     out = {}
-    for tname, (names, templates) in sets.items():
-        acc = topk_accuracy(
-            feats @ build_classifier(model, tokenizer, names, templates, device), labels
-        )
-        c = len(names)
-        out[f"background/{tname}"] = {
-            "top1": acc[1], "top5": acc[5], "classes": c, "chance_top1": 1 / c,
-            "chance_top5": min(1.0, 5 / c), "images": len(scenes), "templates": len(templates),
-        }  # fmt: skip
+    for c, name in enumerate(classnames):
+        mask = labels == c
+        if mask.any():
+            out[name] = {"top1": float(hit[mask].float().mean()), "images": int(mask.sum())}
     return out
+
+
+def classify(image_feats, labels, classifier, classnames: list[str]) -> dict:
+    """Top-1/top-5, per-class and mean per-class accuracy of a (D, C) prompt classifier."""
+    logits = image_feats @ classifier  # (N, C)
+    acc = topk_accuracy(logits, labels)
+    per_class = per_class_accuracy(logits, labels, classnames)
+    return {
+        **_scores(acc, len(classnames)),
+        "mean_per_class_top1": sum(v["top1"] for v in per_class.values()) / max(1, len(per_class)),
+        "images": int(len(labels)),
+        "per_class": per_class,
+    }
+
+
+def evaluate_folder(
+    model,
+    tokenizer,
+    folder: ImageFolder,
+    templates,
+    device: str,
+    batch: int = 256,
+    workers: int = 2,
+) -> dict:
+    """Zero-shot accuracy on a labelled image folder; unreadable images are counted, not scored."""
+    model.eval()
+    feats, kept, bad = image_features(model, folder.paths, device, batch, workers)
+    if not len(kept):
+        raise ValueError(f"no readable image under {folder.root!r} ({len(bad)} unreadable)")
+    labels = torch.tensor(folder.labels)[kept]
+    classifier = build_classifier(model, tokenizer, folder.classnames, templates, device)
+    return {
+        **classify(feats, labels, classifier, folder.classnames),
+        "root": folder.root,
+        "templates": len(templates),
+        "unreadable_images": len(bad),
+        "unreadable_examples": bad[:5],
+    }

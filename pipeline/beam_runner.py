@@ -1,4 +1,9 @@
-"""One place that turns the run configuration into a Beam pipeline, locally or on a cluster."""
+"""One place that turns the run configuration into a Beam pipeline, locally or on a cluster.
+
+Stages call :func:`run_pipeline`: it builds the stage's pipeline for the configured runner, refuses
+it if some runner would execute it wrongly (:func:`pipeline.portable.check_portable`), runs it
+and waits. On ``--runner dask`` the pipeline runs on the cluster of :mod:`pipeline.dask_cluster`.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,28 @@ import logging
 import re
 import shlex
 import sys
+from typing import Callable
 
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 
 
 def pipeline_args(run: RunConfig, job_name: str) -> list[str]:
     """Beam pipeline options for the configured runner."""
     args = list(run.beam_args)
-    if run.is_local:
+    if run.is_dask:
+        from pipeline import dask_cluster
+
+        session = dask_cluster.session(run)
+        args.append(f"--dask_client_address={session.address}")
+        if not any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in args):
+            # A Create's elements (the stages' work units: input files, dump splits, buckets,
+            # shards) are cut into this many Dask partitions, one task each, and every later step
+            # keeps the count: two per worker thread balance the load, and a GroupByKey's task
+            # shuffle costs about the square of the count in tasks, so it stays small.
+            args.append(f"--dask_npartitions={2 * session.threads}")
+        if not any(a.endswith("pipeline_type_check") for a in args):
+            args.append("--no_pipeline_type_check")
+    elif run.is_local:
         # With several workers, make_pipeline hands the runner its workers' environment (threads
         # or processes); the running mode stays "in_memory" so the runner keeps it.
         args += [f"--direct_num_workers={run.workers}", "--direct_running_mode=in_memory"]
@@ -76,6 +95,15 @@ def make_pipeline(
     from apache_beam.options.pipeline_options import PipelineOptions
 
     options = PipelineOptions(pipeline_args(run, job_name))
+    if run.is_dask:
+        import dask
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        # Bags shuffle as tasks on a cluster either way; saying so spares the driver the import
+        # of dask.dataframe that Dask's default lookup makes (over a CPU-second).
+        dask.config.set({"dataframe.shuffle.method": "tasks"})
+        return beam.Pipeline(runner=DaskRunner(), options=options)
     if run.is_local:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -89,4 +117,42 @@ def make_pipeline(
             environment = worker_environment(worker_imports, worker_threads)
             logging.getLogger(FnApiRunner.__module__).addFilter(_NOT_A_WARNING)
         return beam.Pipeline(runner=FnApiRunner(default_environment=environment), options=options)
+    if "." in run.runner:
+        _check_importable(run.runner)
     return beam.Pipeline(options=options)
+
+
+def _check_importable(runner: str) -> None:
+    import importlib
+
+    module, _, name = runner.rpartition(".")
+    try:
+        getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError("run.runner", f"cannot import runner class {runner!r}: {e}") from None
+
+
+def run_pipeline(
+    run: RunConfig,
+    job_name: str,
+    build: Callable,
+    worker_imports: tuple[str, ...] = (),
+    worker_threads: bool = False,
+):
+    """Build a stage's pipeline with ``build(p)``, check it runs alike everywhere, run it, wait.
+
+    Returns Beam's result; a failed run raises.
+    """
+    from pipeline.portable import check_portable
+
+    p = make_pipeline(run, job_name, worker_imports, worker_threads)
+    build(p)
+    check_portable(p)
+    result = p.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)  # the Dask runner's own client, one per run
+        if client is not None:
+            client.close()
+    return result

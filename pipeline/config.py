@@ -26,9 +26,20 @@ SECTIONS: dict[str, str] = {
     "download": "pipeline.download.config:DownloadConfig",
     "report": "pipeline.report.config:ReportConfig",
     "train": "clip_model.config:TrainConfig",
+    "eval": "clip_model.config:EvalConfig",
 }
 
 LOCAL_RUNNERS = ("local", "DirectRunner", "FnApiRunner")
+DASK_RUNNERS = ("dask", "DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner")
+# Beam runners that need no code of ours to start (Dataflow, a job service, ...), by short name.
+OTHER_RUNNERS = (
+    "DataflowRunner",
+    "PortableRunner",
+    "FlinkRunner",
+    "SparkRunner",
+    "PrismRunner",
+    "TestDataflowRunner",
+)
 
 
 class ConfigError(ValueError):
@@ -57,12 +68,20 @@ class RunConfig:
     out: str = opt("out/demo", "output directory (local path or any Beam filesystem URL)")
     runner: str = opt(
         "local",
-        "Beam runner: 'local' (in-process FnApiRunner) or a Beam runner name such as "
-        "DataflowRunner, FlinkRunner, PortableRunner",
+        "Beam runner: 'local' (Beam's in-process FnApiRunner), 'dask' (a dask.distributed "
+        "cluster, see --dask-scheduler) or a Beam runner name such as DataflowRunner, "
+        "PortableRunner, FlinkRunner",
     )
     workers: int = opt(
         2,
-        "Beam local runner workers: processes, except the download's threads (its work releases the GIL)",
+        "local runner: worker processes, except the download's threads (its work releases the "
+        "GIL); dask: the worker processes of the local cluster started when no scheduler is given",
+    )
+    dask_scheduler: str = opt(
+        "",
+        "with --runner dask: the address of a running Dask scheduler (tcp://host:8786) or the "
+        "path of its scheduler file (dask scheduler --scheduler-file F); empty: start a local "
+        "cluster of --workers processes for the run",
     )
     seed: int = opt(0, "seed for every deterministic choice (sampling, generation, training)")
     beam_args: list = opt([], "extra Beam pipeline options, e.g. ['--project=p', '--region=r']")
@@ -78,10 +97,31 @@ class RunConfig:
             isinstance(a, str) for a in self.beam_args
         ):
             raise ConfigError("run.beam_args", "must be a list of strings like '--project=p'")
+        if not (
+            self.runner in LOCAL_RUNNERS + DASK_RUNNERS + OTHER_RUNNERS or _dotted(self.runner)
+        ):
+            raise ConfigError(
+                "run.runner",
+                f"unknown runner {self.runner!r}; valid: local, dask, "
+                + ", ".join(OTHER_RUNNERS)
+                + ", or a runner class as module.path.ClassName",
+            )
+        if self.dask_scheduler and not self.is_dask:
+            raise ConfigError("run.dask_scheduler", "is only used with --runner dask")
 
     @property
     def is_local(self) -> bool:
         return self.runner in LOCAL_RUNNERS
+
+    @property
+    def is_dask(self) -> bool:
+        return self.runner in DASK_RUNNERS
+
+
+def _dotted(name: str) -> bool:
+    """A fully qualified class name, as Beam accepts for --runner (checked when it is imported)."""
+    parts = name.split(".")
+    return len(parts) > 1 and all(p.isidentifier() for p in parts)
 
 
 def at_least(cfg: Any, section: str, minimum: float, *keys: str) -> None:

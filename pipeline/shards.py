@@ -43,6 +43,7 @@ def run(run, demo_world, queries, select, download, report) -> dict:
         for key in ("queries", "candidates", "matched", "selected", "downloaded", "shards"):
             if key in r.summary:
                 summary[key] = r.summary[key]
+    summary["warnings"] = [f"{r.name}: {w}" for r in results for w in r.summary.get("warnings", [])]
     return summary
 
 
@@ -57,4 +58,5 @@ def format_summary(summary: dict) -> str:
     lines.append(f"  output      {summary['out']}")
     lines.append(f"  report      {summary['report']}")
     lines.append(f"  total       {summary['seconds']}s")
+    lines += [f"  warning     {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines)

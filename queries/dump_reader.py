@@ -14,8 +14,15 @@ of a range is finished from the following streams, and bytes before the first ``
 Each page is parsed on its own with ElementTree (expat), not with mwxml: mwxml needs the whole
 document from its ``<siteinfo>`` header, so it can read neither a stream from the middle of a file
 nor one bad page without losing the rest. Per page, bad input is data: a :class:`Skip` with a
-reason (``bad_utf8``, ``xml_error``, ``no_text``, ``too_large``, ``truncated``, ``bz2_error``),
-never an exception. Memory per reader: one decompressed read block plus at most one page.
+reason (``bad_utf8``, ``xml_error``, ``no_text``, ``too_large``, ``truncated``, ``bz2_error``,
+``io_error``), never an exception. Memory per reader: one decompressed read block plus at most
+one page.
+
+Per file, the split that starts at byte 0 ends with a :class:`DumpFile` record: the file was read,
+and whether it failed, i.e. gives no readable page at all (``empty``, ``not_a_dump``: neither bz2
+nor MediaWiki XML, ``bz2_error``, ``truncated``, ``io_error``, ``no_pages``). A file read in
+several splits has failed when none of its streams holds a page or MediaWiki markup (the first
+split reads on past its end only when its own streams hold neither).
 """
 
 from __future__ import annotations
@@ -64,7 +71,31 @@ class Split:
     compressed: bool
 
 
-Record = Page | Skip
+@dataclass(frozen=True)
+class DumpFile:
+    """The verdict on one dump file: read, and why it failed (None: it has readable pages)."""
+
+    path: str
+    problem: str | None = None
+
+    def stats(self) -> dict[str, int]:
+        """``dump_file:read``, plus ``dump_file:failed`` and ``dump_file:failed:<problem>``."""
+        if self.problem is None:
+            return {"dump_file:read": 1}
+        return {"dump_file:read": 1, "dump_file:failed": 1, f"dump_file:failed:{self.problem}": 1}
+
+
+Record = Page | Skip | DumpFile
+MARKUP = (b"<mediawiki", b"<page>")  # what the head of a MediaWiki export holds
+
+
+@dataclass
+class _Seen:
+    """What reading the first split of a file found, for its :class:`DumpFile` verdict."""
+
+    pages: int = 0
+    markup: bool = False
+    error: str | None = None
 
 
 def is_bz2(path: str) -> bool:
@@ -78,8 +109,11 @@ def plan_splits(
 ) -> list[Split]:
     """Byte ranges of at most ``split_bytes`` covering a file, at least ``min_splits`` of them where
     each keeps ``min_split_bytes`` (one range for plain XML)."""
-    total = fs.size(path)
-    compressed = total >= 10 and is_bz2(path)
+    try:
+        total = fs.size(path)
+        compressed = total >= 10 and is_bz2(path)
+    except OSError:  # read_split records the error as the file's verdict
+        return [Split(path, 0, 1, False)]
     split_bytes = max(1, min(split_bytes, max(min_split_bytes, -(-total // min_splits))))
     if not compressed or total <= split_bytes:
         return [Split(path, 0, max(total, 1), compressed)]
@@ -225,27 +259,75 @@ def _decompressed_blocks(f: IO[bytes], split: Split) -> Iterator[tuple[bytes | S
 
 
 def read_split(split: Split, max_page_bytes: int = 64 << 20) -> Iterator[Record]:
-    """Every page (or skip) of one split of a dump file."""
+    """Every page (or skip) of one split of a dump file; the split at byte 0 ends with the file's
+    :class:`DumpFile`."""
+    seen = _Seen()
+    for rec in _read_split(split, max_page_bytes, seen):
+        seen.pages += isinstance(rec, Page)
+        yield rec
+    if split.start == 0:
+        yield DumpFile(split.path, _verdict(split, seen))
+
+
+def _verdict(split: Split, seen: _Seen) -> str | None:
+    """Why the file of the first split gives no readable page, or None."""
+    if seen.pages:
+        return None
+    try:
+        total = fs.size(split.path)
+    except OSError:
+        return "io_error"
+    if total == 0:
+        return "empty"
+    if not split.compressed or split.end >= total:  # this split read the whole file
+        if seen.error:
+            return seen.error
+        return "no_pages" if seen.markup else "not_a_dump"
+    if seen.markup or _rest_readable(split, total):
+        return None  # a header-only or damaged first split: the other splits hold the pages
+    return seen.error or "not_a_dump"
+
+
+def _rest_readable(split: Split, total: int) -> bool:
+    """Whether the streams after the first split hold a page or MediaWiki markup (read only
+    until the first one that does: for a dump whose head is damaged, not the whole file)."""
+    seen = _Seen()
+    for rec in _read_split(Split(split.path, split.end, total, True), 1 << 20, seen):
+        if isinstance(rec, Page) or seen.markup:
+            return True
+    return seen.markup
+
+
+def _read_split(split: Split, max_page_bytes: int, seen: _Seen) -> Iterator[Page | Skip]:
+    """The records of :func:`read_split`, noting in ``seen`` markup and errors met on the way."""
     splitter = PageSplitter(max_page_bytes)
     source = f"{split.path}@{split.start}"
-    with fs.open_read(split.path) as f:
-        for block, beyond_end in _decompressed_blocks(f, split):
-            if beyond_end and not splitter.pending:
-                return  # the next split owns the rest
-            if isinstance(block, Skip):
-                yield (
-                    Skip("truncated", split.path, "page cut off: " + block.detail)
-                    if splitter.pending
-                    else block
-                )
-                return
-            for page in splitter.feed(block):
-                if isinstance(page, int):
-                    yield Skip("too_large", source, f"page of more than {page} bytes")
-                else:
-                    yield parse_page(page, source)
-                if beyond_end:
-                    return  # the page open at the split's end is done
+    try:
+        with fs.open_read(split.path) as f:
+            for block, beyond_end in _decompressed_blocks(f, split):
+                if beyond_end and not splitter.pending:
+                    return  # the next split owns the rest
+                if isinstance(block, Skip):
+                    seen.error = block.reason
+                    yield (
+                        Skip("truncated", split.path, "page cut off: " + block.detail)
+                        if splitter.pending
+                        else block
+                    )
+                    return
+                if not seen.markup:
+                    seen.markup = any(m in block for m in MARKUP)
+                for page in splitter.feed(block):
+                    if isinstance(page, int):
+                        yield Skip("too_large", source, f"page of more than {page} bytes")
+                    else:
+                        yield parse_page(page, source)
+                    if beyond_end:
+                        return  # the page open at the split's end is done
+    except OSError as e:  # an unreadable file or a failing store: counted, the run goes on
+        seen.error = "io_error"
+        yield Skip("io_error", split.path, str(e))
+        return
     if splitter.pending:
         yield Skip("truncated", split.path, "file ends inside a <page>")
 

@@ -9,17 +9,27 @@ selected; title in an excluded namespace (``Special:``, ``User:``, ``Talk:``, ``
 that does not percent-decode to UTF-8; then, per hour, titles whose views in that hour (all selected
 projects together) fall below the per-hour minimum — the MetaCLIP reimplementation's way of keeping
 bot spikes and one-off hits out — before the hours are summed.
+
+A file that gives no well-formed line (empty, not gzip, truncated or corrupt gzip, or no line of
+the format) counts ``pageview_file:failed`` and ``pageview_file:failed:<why>`` in its statistics,
+and keeps nothing. Lines are read at most MAX_LINE_BYTES at a time: a longer one is counted
+(``pageview_line:too_long``), never held.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections import Counter
 from urllib.parse import unquote
 
 from pipeline import fs
 
 DEFAULT_PROJECTS = ("en", "en.m")
+# A real line is a project code, a title of at most 255 UTF-8 bytes (x3 percent-encoded) and two
+# numbers: far below this.
+MAX_LINE_BYTES = 1 << 16
+UNREADABLE_LINES = ("pageview_line:malformed", "pageview_line:too_long")
 DEFAULT_EXCLUDED_PREFIXES = (
     "Media Special Talk User User_talk Wikipedia Wikipedia_talk WP Project File File_talk Image "
     "MediaWiki MediaWiki_talk Template Template_talk Help Help_talk Category Category_talk Portal "
@@ -93,11 +103,41 @@ def hour_views(lines, flt: PageviewFilter, hour_min: int) -> tuple[Counter, Coun
     return views, stats
 
 
+def _bounded_lines(stream, stats: Counter):
+    """Lines of a binary stream, each at most MAX_LINE_BYTES; longer ones are skipped, counted."""
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):  # read past the rest in bounded pieces
+            line = stream.readline(MAX_LINE_BYTES)
+        stats["pageview_line:too_long"] += 1
+
+
+def _failed(why: str) -> Counter:
+    return Counter({"pageview_file:failed": 1, f"pageview_file:failed:{why}": 1})
+
+
 def read_hour_file(path: str, flt: PageviewFilter, hour_min: int) -> tuple[Counter, Counter]:
-    """:func:`hour_views` of one gz (or plain) pageview file; a corrupt gz is counted, not raised."""
-    with fs.open_read(path) as raw:
-        stream = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
-        try:
-            return hour_views(stream, flt, hour_min)
-        except (OSError, EOFError) as e:  # truncated or corrupt gzip: keep nothing of this hour
-            return Counter(), Counter({f"pageview_file:corrupt ({type(e).__name__})": 1})
+    """:func:`hour_views` of one gz (or plain) pageview file; a file that gives no well-formed
+    line (corrupt, truncated, empty, another format) is counted as failed, not raised."""
+    too_long: Counter = Counter()
+    try:
+        with fs.open_read(path) as raw:
+            stream = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+            views, stats = hour_views(_bounded_lines(stream, too_long), flt, hour_min)
+    except gzip.BadGzipFile as e:  # a bad magic number, or a CRC or length check that failed
+        return Counter(), _failed("not_gzip" if "Not a gzipped" in str(e) else "corrupt")
+    except EOFError:  # a gzip member cut short: keep nothing of this hour
+        return Counter(), _failed("truncated")
+    except zlib.error:
+        return Counter(), _failed("corrupt")
+    except OSError:  # missing, unreadable, or a failing store
+        return Counter(), _failed("unreadable")
+    stats.update(too_long)
+    lines = sum(n for k, n in stats.items() if k.startswith("pageview_line:"))
+    if not lines:
+        stats.update(_failed("empty"))
+    elif lines == sum(stats[k] for k in UNREADABLE_LINES):
+        stats.update(_failed("not_pageviews"))
+    return views, stats

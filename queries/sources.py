@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queries import tokenize, wikitext
-from queries.dump_reader import Record, Skip
+from queries.dump_reader import DumpFile, Record, Skip
 
 SOURCES = ("wiki_unigram", "wiki_bigram", "wiki_title", "wordnet")
 _QUALIFIER = re.compile(r"\s+\([^()]*\)$")
@@ -63,6 +63,9 @@ class TextCounter:
 
     def add(self, rec: Record) -> tuple[str, str] | None:
         """Count one record; returns ``(title, kind)`` for namespace-0 pages."""
+        if isinstance(rec, DumpFile):  # dump_file:read, dump_file:failed[:<problem>]
+            self.stats.update(rec.stats())
+            return None
         if isinstance(rec, Skip):
             self.stats[f"page:skipped:{rec.reason}"] += 1
             return None

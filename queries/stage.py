@@ -13,10 +13,12 @@ import json
 import apache_beam as beam
 
 from pipeline import fs
-from pipeline.beam_runner import make_pipeline
+from pipeline.beam_runner import run_pipeline
 from pipeline.config import ConfigError, RunConfig, expand_inputs
+from pipeline.invariants import StageFailed, expect_equal, input_verdicts
 from pipeline.layout import Layout
-from queries import assemble, sources
+from pipeline.portable import Gather, ToListFn, WriteLines
+from queries import assemble, dump_reader, sources
 from queries.config import QueriesConfig
 from queries.sources import Candidate
 from queries.transforms import (
@@ -56,19 +58,34 @@ def resolve_inputs(run: RunConfig, cfg: QueriesConfig) -> tuple[list[str], list[
     return dumps, views
 
 
-def _write_lines(pcoll, path: str, label: str):
-    return pcoll | label >> beam.io.WriteToText(path, num_shards=1, shard_name_template="")
+MIN_SPLITS = 16  # a dump is cut into at least this many byte ranges (when large enough)
+N_SHARDS = 64  # counts are merged per shard of keys: the parallelism of the merge
 
 
-def build_pipeline(p, cfg: QueriesConfig, dumps: list[str], views: list[str], work: str) -> None:
-    """Add the three Wikipedia sources to pipeline ``p``; each writes ``<work>/<source>.jsonl``."""
+def plan_splits(dumps: list[str], split_bytes: int) -> list[dump_reader.Split]:
+    """Every dump's byte ranges, planned here so that each range is its own task on any runner."""
+    return [s for d in dumps for s in dump_reader.plan_splits(d, split_bytes, MIN_SPLITS)]
+
+
+def _outputs(pcoll, name: str, work: str):
+    """Write ``pcoll``'s JSON lines under ``<work>/<name>-*.jsonl``; yields (name, path, lines)."""
+    return (
+        pcoll
+        | f"Write_{name}" >> WriteLines(fs.join(work, name))
+        | f"Name_{name}" >> beam.MapTuple(lambda path, n: (name, path, n))
+    )
+
+
+def build_pipeline(p, cfg: QueriesConfig, splits: list, views: list[str], work: str) -> None:
+    """The Wikipedia sources: each writes ``<work>/<source>-*.jsonl``, and the last step lists
+    every file written (``<work>/outputs.json``) for :func:`read_outputs` to check."""
     lower = cfg.case == "lower"
     wiki = (
         p
-        | "DumpPaths" >> beam.Create(dumps)
+        | "DumpSplits" >> beam.Create(splits)
         | "Wiki"
         >> ReadWikiCounts(
-            cfg.split_mb << 20, cfg.max_page_mb << 20, lower, bigram_floor=cfg.bigram_min_count
+            cfg.max_page_mb << 20, lower, n_shards=N_SHARDS, bigram_floor=cfg.bigram_min_count
         )
     )
     pv = (
@@ -86,18 +103,29 @@ def build_pipeline(p, cfg: QueriesConfig, dumps: list[str], views: list[str], wo
         | "Bigrams" >> BigramSource(cfg.bigram_min_count, cfg.pmi_threshold, cfg.bigram_top_n),
         "wiki_title": titles["candidates"],
     }
-    for name, pcoll in candidates.items():
-        _write_lines(
-            pcoll | f"Json_{name}" >> beam.Map(Candidate.to_json),
-            fs.join(work, f"{name}.jsonl"),
-            f"Write_{name}",
-        )
+    written = [
+        _outputs(pcoll | f"Json_{name}" >> beam.Map(Candidate.to_json), name, work)
+        for name, pcoll in candidates.items()
+    ]
     stats = (
         (wiki["stats"], pv["stats"], titles["stats"])
         | "AllStats" >> beam.Flatten()
         | "StatsJson" >> beam.MapTuple(lambda k, n: json.dumps([k, n]))
     )
-    _write_lines(stats, fs.join(work, "stats.jsonl"), "WriteStats")
+    written.append(_outputs(stats, "stats", work))
+    _ = (
+        written
+        | "AllWritten" >> beam.Flatten()
+        | "ListWritten" >> Gather(ToListFn())
+        | "WriteList"
+        >> beam.Map(
+            lambda files, path: fs.write_text_atomic(path, json.dumps(sorted(files))),
+            fs.join(work, OUTPUTS),
+        )
+    )
+
+
+OUTPUTS = "outputs.json"
 
 
 def _clear(work: str) -> None:
@@ -109,12 +137,43 @@ def _clear(work: str) -> None:
     fs.makedirs(work)
 
 
-def _read_lines(path: str) -> list[str]:
-    return (
-        [line for line in fs.read_text(path).splitlines() if line.strip()]
-        if fs.exists(path)
-        else []
-    )
+def read_outputs(work: str) -> dict[str, list[str]]:
+    """Each output's JSON lines, after checking every file the pipeline listed is there, whole."""
+    listing = fs.join(work, OUTPUTS)
+    if not fs.exists(listing):
+        raise StageFailed("queries", f"the pipeline finished without writing {listing}")
+    lines: dict[str, list[str]] = {name: [] for name in (*sources.SOURCES[:3], "stats")}
+    for name, path, n in json.loads(fs.read_text(listing)):
+        found = (
+            [ln for ln in fs.read_text(path).splitlines() if ln.strip()] if fs.exists(path) else []
+        )
+        expect_equal("queries", f"lines in {path}", n, len(found))
+        lines[name].extend(found)
+    return lines
+
+
+def check_reads(stats: dict, splits: int, views: int) -> None:
+    """Every planned dump split and pageview file was read exactly once."""
+    expect_equal("queries", "dump splits read", splits, stats.get("dump_split:read", 0))
+    expect_equal("queries", "pageview files read", views, stats.get("pageview_file:read", 0))
+
+
+def expected_size(facts: dict, weights: dict, target: int) -> int:
+    """The list's size: the target, or every distinct query of the weighted sources if fewer."""
+    available = {c.query for s, cs in facts["ranked"].items() if weights.get(s, 0) > 0 for c in cs}
+    return min(target, len(available))
+
+
+def check_list(path: str, expected: int) -> None:
+    """The written list holds ``expected`` rows with unique queries and unique ids."""
+    import pyarrow.parquet as pq
+
+    with fs.open_read(path) as f:
+        table = pq.read_table(f, columns=["query", "query_id"])
+    expect_equal("queries", f"queries in {path}", expected, table.num_rows)
+    for column in ("query", "query_id"):
+        unique = len(set(table.column(column).to_pylist()))
+        expect_equal("queries", f"distinct {column} values in {path}", table.num_rows, unique)
 
 
 def thresholds(cfg: QueriesConfig) -> dict:
@@ -148,24 +207,28 @@ def run(run: RunConfig, queries: QueriesConfig) -> dict:
     except WordNetMissing as e:
         raise ConfigError("queries.wordnet", str(e)) from None
 
-    p = make_pipeline(run, "wit-queries", ("queries.transforms",))
-    build_pipeline(p, cfg, dumps, views, work)
-    p.run().wait_until_finish()
-
-    wiki = [
-        Candidate.from_json(line)
-        for s in sources.SOURCES[:3]
-        for line in _read_lines(fs.join(work, f"{s}.jsonl"))
-    ]
+    splits = plan_splits(dumps, cfg.split_mb << 20)
+    run_pipeline(
+        run,
+        "wit-queries",
+        lambda p: build_pipeline(p, cfg, splits, views, work),
+        ("queries.transforms",),
+    )
+    outputs = read_outputs(work)
+    wiki = [Candidate.from_json(line) for s in sources.SOURCES[:3] for line in outputs[s]]
     cands = wiki + list(wordnet)
-    stats = dict(json.loads(line) for line in _read_lines(fs.join(work, "stats.jsonl")))
+    stats = dict(json.loads(line) for line in outputs["stats"])
+    check_reads(stats, len(splits), len(views))
+    warnings = input_verdicts("queries", stats, ("dump", "pageview"))
     rows, facts = assemble.build_rows(cands, cfg.weights(), cfg.target_size, cfg.case)
     rep = assemble.report(cands, rows, facts, thresholds(cfg), stats)
     rep["inputs"] = {"wiki_dumps": dumps, "pageviews": views}
-    assemble.write_outputs(rows, rep, out_dir)
+    paths = assemble.write_outputs(rows, rep, out_dir)
+    check_list(paths["parquet"], expected_size(facts, cfg.weights(), cfg.target_size))
     per_source = {s: rep["sources"][s]["admitted_by"] for s in sources.SOURCES}
     return {
         "queries": len(rows),
         "per_source": per_source,
         "candidates_by_source": {s: rep["sources"][s]["candidates"] for s in sources.SOURCES},
+        "warnings": warnings,
     }

@@ -1,25 +1,27 @@
 """Beam wiring of the query builder: one composite transform per step, logic in plain modules.
 
-``ReadWikiCounts`` (dump files -> word, bigram and page counts + namespace-0 titles),
+``ReadWikiCounts`` (dump splits -> word, bigram and page counts + namespace-0 titles),
 ``UnigramSource``, ``BigramSource`` (PMI), ``PageviewCounts`` + ``TitleSource``. WordNet is not
 corpus-sized (148,730 names from a local lexicon) and is derived on the driver
 (:func:`queries.sources.wordnet_candidates`): through Beam's local runner, one element per name
 cost ~50 s for a 1 s job, and every remote worker would need the WordNet files.
-Counting pre-aggregates inside each bundle (a :class:`~queries.sources.TextCounter` drained when
-full and at the end of the bundle) and ships the counts as a few dicts per bundle, sharded by a
+Counting pre-aggregates inside each split (a :class:`~queries.sources.TextCounter` drained when
+full and at the end of the split) and ships the counts as a few dicts per split, sharded by a
 stable hash of the word, which a combiner merges per shard: Beam's cost is per element, so this
 moves tens of dicts through the shuffle instead of one element per distinct word or bigram (or
 worse, per occurrence). Only the merged totals become one element per key.
+
+Every step has one output (a step that yields two kinds of results tags each element with its
+kind, and :func:`only` picks one kind out), nothing is emitted from ``finish_bundle`` and no step
+reads a side input: see :mod:`pipeline.portable` for why.
 """
 
 from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
+from pipeline.portable import Gather, SumCounts, WithValue
 from queries import dump_reader, pageviews, sources
 from queries.sources import Candidate
 
@@ -30,113 +32,77 @@ def _count_stat(key: str, n: int) -> None:
     Metrics.counter(NS, key).inc(n)
 
 
+def only(pcoll, kind: str, label: str):
+    """The payloads of the ``(kind, payload)`` elements of ``pcoll`` whose kind is ``kind``."""
+    return pcoll | label >> beam.FlatMap(lambda e, k: (e[1],) if e[0] == k else (), kind)
+
+
 class ReadAndCountFn(beam.DoFn):
-    """Reads one split of a dump and counts its words, bigrams and page outcomes per bundle."""
+    """Reads one split of a dump; yields ``("counts", ((kind, shard), {key: n}))`` dicts and one
+    ``("titles", [(title, kind), ...])`` with the split's namespace-0 titles."""
 
     def __init__(self, lower: bool, max_page_bytes: int, max_entries: int, n_shards: int):
         self.lower, self.max_page_bytes, self.max_entries = lower, max_page_bytes, max_entries
         self.n_shards = n_shards
 
-    def start_bundle(self):
-        self.counter = sources.TextCounter(self.lower, self.max_entries)
-
-    def _drain(self):
-        for key, n in self.counter.stats.items():
+    def _drain(self, counter):
+        for key, n in counter.stats.items():
             _count_stat(key, n)
-        yield from self.counter.drain_shards(self.n_shards)
+        for kv in counter.drain_shards(self.n_shards):
+            yield "counts", kv
 
     def process(self, split):
+        counter = sources.TextCounter(self.lower, self.max_entries)
+        titles = []
         for rec in dump_reader.read_split(split, self.max_page_bytes):
-            title = self.counter.add(rec)
+            title = counter.add(rec)
             if title is not None:
-                yield beam.pvalue.TaggedOutput("titles", title)
-            if self.counter.full:
-                yield from self._drain()
-
-    def finish_bundle(self):
-        for kv in self._drain():
-            yield WindowedValue(kv, MIN_TIMESTAMP, [GlobalWindow()])
-
-
-class MergeCounts(beam.CombineFn):
-    """Sums ``{key: count}`` dicts."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, counts):
-        for key, n in counts.items():
-            acc[key] = acc.get(key, 0) + n
-        return acc
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        merged = next(accs)
-        for acc in accs:
-            self.add_input(merged, acc)
-        return merged
-
-    def extract_output(self, acc):
-        return acc
+                titles.append(title)
+            if counter.full:
+                yield from self._drain(counter)
+        counter.stats["dump_split:read"] += 1  # the stage checks every planned split reported
+        yield from self._drain(counter)
+        yield "titles", titles
 
 
-def _explode(kv, bigram_floor: int):
-    """((kind, shard), {key: count}) -> tagged (key, count) elements; rare bigrams stay behind."""
-    (kind, _), counts = kv
-    tag = {"u": "unigrams", "b": "bigrams", "s": "stats"}[kind]
-    floor = bigram_floor if kind == "b" else 1
-    for key, n in counts.items():
-        if n >= floor:
-            yield beam.pvalue.TaggedOutput(tag, (key, n))
+def _of_kind(kv, kind: str, floor: int):
+    """``((kind, shard), {key: count})`` -> its ``(key, count)`` pairs of at least ``floor``."""
+    (k, _), counts = kv
+    if k == kind:
+        yield from ((key, n) for key, n in counts.items() if n >= floor)
 
 
 class ReadWikiCounts(beam.PTransform):
-    """Dump paths -> tagged PCollections ``unigrams``, ``bigrams`` (only those seen at least
-    ``bigram_floor`` times), ``stats`` (key, count) and ``titles`` (title, kind) of namespace-0 pages."""
+    """Dump splits -> ``unigrams``, ``bigrams`` (only those seen at least ``bigram_floor``
+    times), ``stats`` (key, count) and ``titles`` (title, kind) of namespace-0 pages.
+
+    The splits are planned on the driver (:func:`queries.dump_reader.plan_splits`) so that each
+    is its own element from the start: runners that keep a Create's partitioning (Dask's) would
+    otherwise read every split of a dump in one task.
+    """
 
     def __init__(
         self,
-        split_bytes: int,
         max_page_bytes: int,
         lower: bool,
         max_entries: int = 500_000,
-        min_splits: int = 16,
         n_shards: int = 64,
         bigram_floor: int = 1,
     ):
         super().__init__()
         self.n_shards, self.bigram_floor = n_shards, bigram_floor
-        self.split_bytes, self.max_page_bytes, self.min_splits = (
-            split_bytes,
-            max_page_bytes,
-            min_splits,
-        )
-        self.lower, self.max_entries = lower, max_entries
+        self.max_page_bytes, self.lower, self.max_entries = max_page_bytes, lower, max_entries
 
-    def expand(self, paths):
-        counted = (
-            paths
-            | "PlanSplits"
-            >> beam.FlatMap(dump_reader.plan_splits, self.split_bytes, self.min_splits)
-            | "SpreadSplits" >> beam.Reshuffle()
-            | "ReadAndCount"
-            >> beam.ParDo(
-                ReadAndCountFn(self.lower, self.max_page_bytes, self.max_entries, self.n_shards)
-            ).with_outputs("titles", main="counts")
+    def expand(self, splits):
+        read = splits | "ReadAndCount" >> beam.ParDo(
+            ReadAndCountFn(self.lower, self.max_page_bytes, self.max_entries, self.n_shards)
         )
-        split = (
-            counted.counts
-            | "SumCounts" >> beam.CombinePerKey(MergeCounts())
-            | "ByKind"
-            >> beam.FlatMap(_explode, self.bigram_floor).with_outputs(
-                "unigrams", "bigrams", "stats"
-            )
-        )
+        merged = only(read, "counts", "Counts") | "SumCounts" >> beam.CombinePerKey(SumCounts())
         return {
-            "unigrams": split.unigrams,
-            "bigrams": split.bigrams,
-            "stats": split.stats,
-            "titles": counted.titles,
+            "unigrams": merged | "Unigrams" >> beam.FlatMap(_of_kind, "u", 1),
+            "bigrams": merged | "Bigrams" >> beam.FlatMap(_of_kind, "b", self.bigram_floor),
+            "stats": merged | "Stats" >> beam.FlatMap(_of_kind, "s", 1),
+            "titles": only(read, "titles", "TitleLists") | "Titles" >> beam.FlatMap(lambda ts: ts),
         }
 
 
@@ -188,7 +154,11 @@ class BigramSource(beam.PTransform):
 
     def expand(self, pcolls):
         unigrams, bigrams = pcolls
-        total = unigrams | "TotalTokens" >> beam.Values() | "SumTokens" >> beam.CombineGlobally(sum)
+        total = (
+            unigrams
+            | "TotalTokens" >> beam.Values()
+            | "SumTokens" >> Gather(beam.CombineFn.maybe_from_callable(sum))
+        )
         # a word in a pair seen >= min_count times occurs >= min_count times itself
         words = unigrams | "WordsAtLeastMin" >> beam.Filter(
             lambda kv, m: kv[1] >= m, self.min_count
@@ -207,20 +177,23 @@ class BigramSource(beam.PTransform):
         scored = (
             with_y
             | "AttachSecond" >> beam.FlatMap(_attach)
-            | "Pmi" >> beam.Map(_score, beam.pvalue.AsSingleton(total))
+            | "WithTotal" >> WithValue(total)
+            | "Pmi" >> beam.MapTuple(_score)
             | "RankByPmi" >> beam.Map(lambda c: Candidate(**dict(c.__dict__, rank_key=c.pmi)))
         )
         if self.top_n > 0:
             return (
                 scored
-                | "TopN" >> beam.combiners.Top.Of(self.top_n, key=lambda c: (c.pmi, c.query))
+                | "TopN"
+                >> Gather(beam.combiners.TopCombineFn(self.top_n, key=lambda c: (c.pmi, c.query)))
                 | "Unlist" >> beam.FlatMap(lambda cs: cs)
             )
         return scored | "AtLeastThreshold" >> beam.Filter(lambda c, t: c.pmi >= t, self.threshold)
 
 
 class ReadHourFn(beam.DoFn):
-    """One hourly pageview file -> (title, views in that hour) and tagged line statistics."""
+    """One hourly pageview file -> ``("views", (title, views in that hour))`` and
+    ``("stats", (key, count))`` elements."""
 
     def __init__(self, projects, excluded_prefixes, hour_min: int):
         self.projects, self.excluded_prefixes, self.hour_min = (
@@ -234,11 +207,12 @@ class ReadHourFn(beam.DoFn):
 
     def process(self, path):
         views, stats = pageviews.read_hour_file(path, self.flt, self.hour_min)
+        stats["pageview_file:read"] += 1  # the stage checks every file reported
         for key, n in stats.items():
             _count_stat(key, n)
-            yield beam.pvalue.TaggedOutput("stats", (key, n))
-        yield beam.pvalue.TaggedOutput("stats", ("pageview_file:read", 1))
-        yield from views.items()
+            yield "stats", (key, n)
+        for title_views in views.items():
+            yield "views", title_views
 
 
 class PageviewCounts(beam.PTransform):
@@ -249,14 +223,10 @@ class PageviewCounts(beam.PTransform):
         self.fn = ReadHourFn(projects, excluded_prefixes, hour_min)
 
     def expand(self, paths):
-        read = (
-            paths
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadHours" >> beam.ParDo(self.fn).with_outputs("stats", main="views")
-        )
+        read = paths | "ReadHours" >> beam.ParDo(self.fn)
         return {
-            "views": read.views | "SumViews" >> beam.CombinePerKey(sum),
-            "stats": read.stats | "SumStats" >> beam.CombinePerKey(sum),
+            "views": only(read, "views", "Views") | "SumViews" >> beam.CombinePerKey(sum),
+            "stats": only(read, "stats", "Stats") | "SumStats" >> beam.CombinePerKey(sum),
         }
 
 
@@ -267,14 +237,14 @@ def _title_outcome(kv, min_views: int, in_dump: bool):
     if not grouped["views"]:
         pass  # an article nobody viewed in these hours
     elif views < min_views:
-        yield beam.pvalue.TaggedOutput("stats", ("title:below_min_views", 1))
+        yield "stats", ("title:below_min_views", 1)
     elif "disambiguation" in kinds:
-        yield beam.pvalue.TaggedOutput("stats", ("title:disambiguation", 1))
+        yield "stats", ("title:disambiguation", 1)
     elif in_dump and not kinds:
-        yield beam.pvalue.TaggedOutput("stats", ("title:not_in_dump", 1))
+        yield "stats", ("title:not_in_dump", 1)
     else:
-        yield beam.pvalue.TaggedOutput("stats", ("title:kept", 1))
-        yield title, views
+        yield "stats", ("title:kept", 1)
+        yield "kept", (title, views)
 
 
 class TitleSource(beam.PTransform):
@@ -295,13 +265,10 @@ class TitleSource(beam.PTransform):
         outcome = (
             {"views": views, "kind": dump_titles}
             | "JoinDumpTitles" >> beam.CoGroupByKey()
-            | "Decide"
-            >> beam.FlatMap(_title_outcome, self.min_views, self.in_dump).with_outputs(
-                "stats", main="kept"
-            )
+            | "Decide" >> beam.FlatMap(_title_outcome, self.min_views, self.in_dump)
         )
         candidates = (
-            outcome.kept
+            only(outcome, "kept", "Kept")
             | "ToQuery"
             >> beam.Map(
                 lambda kv, s, c: (sources.title_query(kv[0], s, c), kv[1]),
@@ -316,5 +283,5 @@ class TitleSource(beam.PTransform):
         )
         return {
             "candidates": candidates,
-            "stats": outcome.stats | "SumStats" >> beam.CombinePerKey(sum),
+            "stats": only(outcome, "stats", "Stats") | "SumStats" >> beam.CombinePerKey(sum),
         }

@@ -1,8 +1,10 @@
-"""Shard streaming: split across ranks and workers, resampling, corrupt samples counted."""
+"""Shard streaming: split across ranks and workers (by the manifest's samples when there is one),
+resampling, corrupt samples counted, shards behind an fsspec URL."""
 
 from __future__ import annotations
 
 import io
+import random
 import tarfile
 from collections import Counter
 
@@ -10,14 +12,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from clip_model.data import ShardStream, StreamConfig, iter_tar, list_shards, shards_for
-from clip_model.demo_shards import write_shards
+from clip_model.data import (
+    ShardStream,
+    StreamConfig,
+    iter_tar,
+    list_shards,
+    read_manifests,
+    shards_for,
+)
+from pipeline.demo_world.eval_images import write_shards
+from pipeline.download.manifest import write_manifest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def ids(batch: torch.Tensor) -> torch.Tensor:
-    return batch
 
 
 class ByteTok:
@@ -127,3 +133,56 @@ def test_unusable_shards_raise_instead_of_hanging(tmp_path):
     cfg = StreamConfig([str(tmp_path / "00000.tar")], batch_size=2, image_size=32)
     with pytest.raises(RuntimeError, match="no usable sample"):
         next(iter(ShardStream(cfg, ByteTok())))
+
+
+@pytest.mark.parametrize("world,workers", [(2, 2), (1, 3), (4, 2)])
+def test_manifest_sizes_balance_samples_across_slots(world, workers):
+    rng = random.Random(5)
+    shards = [f"/s/{i:05d}.tar" for i in range(13)]
+    sizes = {s: rng.choice((50, 100, 1000)) for s in shards}
+    slots = world * workers
+    for epoch in range(3):
+        parts = [shards_for(shards, epoch, 7, slot, slots, sizes) for slot in range(slots)]
+        assert sorted(s for p in parts for s in p) == shards  # every shard once per epoch
+        loads = [sum(sizes[s] for s in p) for p in parts]
+        assert max(loads) - min(loads) <= max(sizes.values())  # greedy bound: one shard at most
+
+    def spread(parts):
+        loads = [sum(sizes[s] for s in p) for p in parts]
+        return max(loads) - min(loads)
+
+    by_count = [shards_for(shards, 0, 7, slot, slots) for slot in range(slots)]
+    by_size = [shards_for(shards, 0, 7, slot, slots, sizes) for slot in range(slots)]
+    assert spread(by_size) <= spread(by_count)
+
+
+def test_resampling_follows_the_manifest_sizes():
+    shards = ["/s/00000.tar", "/s/00001.tar"]
+    sizes = {shards[0]: 1, shards[1]: 0}  # an empty shard is never drawn
+    picks = [shards_for(shards, e, 0, slot, 4, sizes) for e in range(10) for slot in range(4)]
+    assert all(p == [shards[0]] for p in picks)
+
+
+def test_manifest_gives_samples_per_shard_and_names_the_missing(tmp_path):
+    paths = write_shards(str(tmp_path / "a"), samples=10, per_shard=4, short_side=32)
+    manifest = write_manifest(str(tmp_path / "a"))  # no stats here: samples counted in the tars
+    assert [e["samples"] for e in manifest["shards"]] == [4, 4, 2]
+    other = write_shards(str(tmp_path / "b"), samples=3, per_shard=3, short_side=32)
+    sizes = read_manifests([*paths, *other])
+    assert sizes.samples == dict(zip(paths, [4, 4, 2]))
+    assert sizes.missing == tuple(other) and sizes.total(paths) == 10
+    assert sizes.total([*paths, *other]) is None
+
+
+def test_shards_behind_an_fsspec_url_stream_like_local_ones(shard_dir):
+    import fsspec
+
+    mem = fsspec.filesystem("memory")
+    for path in sorted(shard_dir.glob("*.tar"))[:2]:
+        mem.pipe(f"/clip_data_test/{path.name}", path.read_bytes())
+    shards = list_shards("memory://clip_data_test/*.tar")
+    assert [s.split("clip_data_test/")[1] for s in shards] == ["00000.tar", "00001.tar"]
+    assert all(s.startswith("memory://") for s in shards)
+    cfg = StreamConfig(shards, batch_size=8, image_size=32, shuffle_buffer=1)
+    batch = next(iter(ShardStream(cfg, ByteTok())))
+    assert sorted(k[:5] for k in batch["keys"]) == ["00000"] * 4 + ["00001"] * 4

@@ -107,11 +107,7 @@ def test_per_query_combines_are_liftable(dataflow_job):
     names = _transforms(dataflow_job)
     # the count sums stay combines in the graph, so Dataflow lifts them: partial sums per worker
     # before the shuffle (each element is already one bucket's dict of per-query counts)
-    for combine in (
-        "Select/Count/SumCounts",
-        "Select/Decide/SumAttributed",
-        "Select/Decide/SumKept",
-    ):
+    for combine in ("Select/Count/SumCounts", "Select/Decide/SumDecisions"):
         inner = [n for n, urn in names.items() if n.startswith(combine + "/")]
         assert any(names[n] == "beam:transform:combine_per_key:v1" for n in inner), combine
     # the per-query smallest draws (exact mode): one list per (bucket, query) into a lifted combine

@@ -321,6 +321,42 @@ def test_opt_out_headers_on_the_real_image(server, mode, tag):
     assert r.content == scene.image_bytes(14, SEED, "jpg")
 
 
+@covers("pixel")
+def test_pixel_is_a_valid_one_pixel_jpeg(server):
+    r = requests.get(server.url(15, "jpg", "pixel"), timeout=T)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+    img = Image.open(io.BytesIO(r.content))
+    img.load()
+    assert img.format == "JPEG" and img.size == (1, 1)
+
+
+@covers("strip")
+def test_strip_is_a_tiny_valid_png_of_a_long_strip(server):
+    r = requests.get(server.url(16, "png", "strip"), timeout=T)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/png"
+    assert len(r.content) < 1024
+    img = Image.open(io.BytesIO(r.content))
+    img.load()
+    assert img.size == (20_000, 2) and img.getpixel((19_999, 1)) == (128, 128, 128)
+
+
+@covers("bad_status")
+def test_bad_status_sends_a_malformed_status_line_then_the_image(server):
+    sock = _raw_get(
+        server.port, urls.image_url(server.port, 17, "jpg", "bad_status")[len(server.base_url) :]
+    )
+    with sock:
+        status, headers, body = _read_head(sock)
+        while len(body) < int(headers["content-length"]):
+            chunk = sock.recv(65536)
+            assert chunk
+            body += chunk
+    assert status == b"HTTP/1.1 2x0 OK"
+    assert body == scene.image_bytes(17, SEED, "jpg")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(server.url(17, "jpg", "bad_status"), timeout=T)
+
+
 def test_every_fault_mode_has_a_test():
     assert TESTED_MODES == set(urls.FAULT_MODES)
 

@@ -32,6 +32,9 @@ EXPECTED = {
     "noai": ("failed_to_download", "opted_out"),
     "noimageai": ("failed_to_download", "opted_out"),
     "ua_noai": ("failed_to_download", "opted_out"),
+    "pixel": ("failed_to_resize", "image_too_small"),
+    "strip": ("failed_to_resize", "image_too_small"),  # 2 px high: under 64 before its ratio
+    "bad_status": ("failed_to_download", "bad_http_response"),
 }
 
 
@@ -52,13 +55,17 @@ def _options(port: int, **overrides) -> fetch.FetchOptions:
 
 
 def _download(port: int, modes, **overrides) -> dict[str, dict]:
+    return _download_with_images(port, modes, images.ImageOptions(), **overrides)
+
+
+def _download_with_images(port: int, modes, image_opts, **overrides) -> dict[str, dict]:
     rows = [
         base_row({"uid": m, "url": image_url(port, 5, "jpg", m), "caption": m}, m) for m in modes
     ]
     rows.append(
         base_row({"uid": "plain", "url": image_url(port, 5, "jpg"), "caption": "x"}, "plain")
     )
-    downloader = ShardDownloader(_options(port, **overrides), images.ImageOptions())
+    downloader = ShardDownloader(_options(port, **overrides), image_opts)
     try:
         return {r["uid"]: r for r in downloader.download(rows)}
     finally:
@@ -76,6 +83,9 @@ def outcomes():
 
 def test_every_fault_mode_has_an_expectation():
     assert set(EXPECTED) == set(FAULT_MODES)
+    named = fetch.REASONS | set(images.REASONS)
+    for reason in (r for _, r in EXPECTED.values() if r):
+        assert reason in named or (reason.startswith("http_") and "http_<status>" in named)
 
 
 @pytest.mark.parametrize("mode", FAULT_MODES)
@@ -96,6 +106,42 @@ def test_retries_and_redirects_are_recorded(outcomes):
     assert rows["503"]["retries"] == 1  # retried once (Retry-After: 1 <= bound), then given up
     assert rows["redirect"]["redirects"] == 3
     assert rows["oversized"]["bytes"] == 0
+
+
+def test_failed_redirects_record_the_hops_followed(outcomes):
+    rows, _ = outcomes
+    # /f/redirect_loop/5.jpg -> ?hop=1 -> back to the first URL: the second hop closes the loop.
+    assert rows["redirect_loop"]["redirects"] == 2 and rows["redirect_loop"]["http_status"] == 302
+    assert rows["redirect_private"]["redirects"] == 1  # refused at the hop to 10.0.0.1
+    with serve(0) as server:
+        rows = _download(server.port, ["redirect"], max_redirects=1)
+    assert rows["redirect"]["error_message"] == "too_many_redirects"
+    assert rows["redirect"]["redirects"] == 2 and rows["redirect"]["http_status"] == 302
+
+
+def test_malformed_status_line_is_not_a_400():
+    with serve(0, prerender=((5, "jpg"),)) as server:
+        rows = _download(server.port, ["bad_status"])
+    row = rows["bad_status"]
+    assert row["error_message"] == "bad_http_response" and row["http_status"] is None
+
+
+def test_strip_without_the_aspect_filter_is_bounded_not_upscaled():
+    with serve(0) as server:
+        rows = _download_with_images(
+            server.port, ["strip"], images.ImageOptions(min_image_size=0, max_aspect_ratio=0)
+        )
+    row = rows["strip"]
+    assert (row["status"], row["error_message"]) == ("failed_to_resize", "output_too_large")
+    assert (row["original_width"], row["original_height"]) == (20_000, 2)
+
+
+def test_junk_passes_when_the_filters_are_off():
+    with serve(0) as server:
+        rows = _download_with_images(
+            server.port, ["pixel"], images.ImageOptions(min_image_size=0, max_aspect_ratio=0)
+        )
+    assert rows["pixel"]["status"] == "success" and rows["pixel"]["width"] == 256
 
 
 def test_opt_out_can_be_disabled_and_scoped_to_other_agents():

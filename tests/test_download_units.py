@@ -207,12 +207,14 @@ def _png(w: int, h: int, mode="RGBA", colour=(0, 0, 255, 0)) -> bytes:
         ("keep_ratio", (600, 800), (256, 341)),
         ("keep_ratio", (100, 50), (512, 256)),  # upscaled like img2dataset's default
         ("center_crop", (800, 600), (256, 256)),
+        ("center_crop", (90, 300), (256, 256)),
         ("border", (800, 600), (256, 256)),
         ("no", (800, 600), (800, 600)),
     ],
 )
 def test_resize_modes(mode, size, expected):
-    res = images.process_image(_jpeg(*size), images.ImageOptions(resize_mode=mode))
+    opts = images.ImageOptions(resize_mode=mode, min_image_size=0)
+    res = images.process_image(_jpeg(*size), opts)
     assert res.status == "success"
     assert (res.width, res.height) == expected
     assert (res.original_width, res.original_height) == size

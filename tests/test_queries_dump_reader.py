@@ -7,6 +7,7 @@ import mwxml
 import pytest
 
 from queries.dump_reader import (
+    DumpFile,
     Page,
     PageSplitter,
     Skip,
@@ -50,8 +51,10 @@ def test_matches_mwxml_on_a_whole_dump(dump):
             (p.title, p.namespace, p.id, p.redirect, next(iter(p)).text)
             for p in mwxml.Dump.from_file(f)
         ]
-    ours = [(r.title, r.ns, r.page_id, r.redirect, r.text) for r in read_dump(dump)]
+    records = list(read_dump(dump))
+    ours = [(r.title, r.ns, r.page_id, r.redirect, r.text) for r in records if isinstance(r, Page)]
     assert ours == expected and len(ours) == 750
+    assert records[-1] == DumpFile(dump, None)  # the file's verdict: read, not failed
 
 
 @pytest.mark.parametrize("split_bytes", [10**9, 6_000, 1_001, 300])
@@ -97,7 +100,7 @@ def test_redirect_and_namespace_fields(tmp_path):
             DumpPage("Talk:Paris", "hi", 2, ns=1),
         ],
     )
-    a, b = read_dump(path)
+    a, b = (r for r in read_dump(path) if isinstance(r, Page))
     assert (a.title, a.redirect, a.ns) == ("Paris, France", "Paris", 0) and (b.title, b.ns) == (
         "Talk:Paris",
         1,

@@ -11,6 +11,7 @@ from pipeline.beam_runner import make_pipeline
 from pipeline.config import RunConfig
 from queries.dump_writer import DumpPage, write_multistream
 from queries.sources import Candidate
+from queries.stage import plan_splits
 from queries.transforms import (
     BigramSource,
     PageviewCounts,
@@ -46,8 +47,8 @@ def test_read_wiki_counts(dump):
     with _pipeline() as p:
         out = (
             p
-            | beam.Create([dump])
-            | ReadWikiCounts(split_bytes=200, max_page_bytes=1 << 20, lower=True, n_shards=3)
+            | beam.Create(plan_splits([dump], 200))
+            | ReadWikiCounts(max_page_bytes=1 << 20, lower=True, n_shards=3)
         )
         assert_that(
             out["unigrams"],
@@ -90,8 +91,8 @@ def test_read_wiki_counts_bigram_floor_and_small_bundles(dump):
     with _pipeline() as p:
         out = (
             p
-            | beam.Create([dump])
-            | ReadWikiCounts(200, 1 << 20, True, max_entries=2, bigram_floor=2)
+            | beam.Create(plan_splits([dump], 200))
+            | ReadWikiCounts(1 << 20, True, max_entries=2, bigram_floor=2)
         )
         assert_that(out["bigrams"], equal_to([("new york", 2), ("york is", 2)]), label="bigrams")
         assert_that(

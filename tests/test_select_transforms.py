@@ -94,17 +94,20 @@ def _spill(tmp_path, settings):
         extract.extract_file(path, i, settings, m)
 
 
+def _gate(p):
+    """A one-element gate, as the step before a bucket step hands it over."""
+    return p | "Gate" >> beam.Create([{}])
+
+
 def test_count_matches(tmp_path, settings):
     _spill(tmp_path, settings)
     cat, dog, car = (query_id(q) for q in QUERIES)
     with pipeline() as p:
-        barrier = p | "Barrier" >> beam.Create([None])
-        out = p | beam.Create(range(3)) | transforms.CountMatches(settings, barrier)
-        assert_that(out["counts"], equal_to([{cat: 3, dog: 2, car: 1}]), label="counts")
-        dups = (
-            out["dedup"] | beam.Map(lambda d: d.get("duplicate_uid", 0)) | beam.CombineGlobally(sum)
-        )
-        assert_that(dups, equal_to([1]), label="dups")  # /i0.jpg "a cat" again on dup.html
+        out = _gate(p) | transforms.CountMatches(settings)
+        assert_that(out | beam.Map(lambda r: r["counts"]), equal_to([{cat: 3, dog: 2, car: 1}]))
+    saved = extract.load_step(settings.work_dir, "count")
+    assert saved["counts"] == {cat: 3, dog: 2, car: 1} and saved["buckets"] == [0, 1, 2]
+    assert saved["dedup"]["duplicate_uid"] == 1  # /i0.jpg "a cat" again on dup.html
 
 
 def test_thresholds_are_the_quota_th_smallest_draw(tmp_path, settings):
@@ -112,11 +115,13 @@ def test_thresholds_are_the_quota_th_smallest_draw(tmp_path, settings):
     cat, dog, car = (query_id(q) for q in QUERIES)
     rows = [r for b in range(3) for r in extract.load_bucket(settings.work_dir, b, False)[0]]
     by_query = _by_query(_draws(rows, settings.seed))
+    extract.save_step(settings.work_dir, "count", {"counts": {cat: 3, dog: 2, car: 1}})
     with pipeline() as p:
-        counts = p | "Counts" >> beam.Create([{cat: 3, dog: 2, car: 1}])
-        got = p | beam.Create(range(3)) | transforms.Thresholds(settings, counts)
+        got = _gate(p) | transforms.Thresholds(settings)
         # quota 1: queries with more than one match get their smallest draw; "red car" has one
-        assert_that(got, equal_to([(cat, min(by_query[cat])), (dog, min(by_query[dog]))]))
+        want = {cat: min(by_query[cat]), dog: min(by_query[dog])}
+        assert_that(got | beam.Map(lambda r: r["thresholds"]), equal_to([want]))
+    assert extract.load_step(settings.work_dir, "thresholds")["thresholds"] == want
 
 
 def test_smallest_draws_merge_to_the_global_smallest():
@@ -138,13 +143,15 @@ def test_decide_selection_exact_keeps_quota_per_query(tmp_path, settings):
     cat, dog, car = (query_id(q) for q in QUERIES)
     rows = [r for b in range(3) for r in extract.load_bucket(settings.work_dir, b, False)[0]]
     draws = list(_draws(rows, settings.seed))
-    best = {q: min(ds) for q, ds in _by_query(draws).items()}
+    best = {q: min(ds) for q, ds in _by_query(draws).items() if q != car}
+    extract.save_step(settings.work_dir, "count", {"counts": {cat: 3, dog: 2, car: 1}})
+    extract.save_step(settings.work_dir, "thresholds", {"thresholds": best})
     with pipeline() as p:
-        counts = p | "Counts" >> beam.Create([{cat: 3, dog: 2, car: 1}])
-        thresholds = p | "Thresholds" >> beam.Create([(cat, best[cat]), (dog, best[dog])])
-        out = p | beam.Create(range(3)) | transforms.DecideSelection(settings, counts, thresholds)
-        assert_that(out["attributed"], equal_to([{cat: 1, dog: 1, car: 1}]), label="attributed")
-        assert_that(out["selected"], equal_to([_expected(rows, draws)]), label="n")
+        out = _gate(p) | transforms.DecideSelection(settings)
+        assert_that(
+            out | beam.Map(lambda r: (r["attributed"], r["selected"], r["buckets"])),
+            equal_to([({cat: 1, dog: 1, car: 1}, _expected(rows, draws), [0, 1, 2])]),
+        )
     written = [
         r
         for b in range(3)
@@ -212,11 +219,9 @@ def test_write_selection(tmp_path, monkeypatch, group_rows):
         pq.write_table(pa.Table.from_pylist(chunk, schema=extract.SELECTION_SCHEMA), path)
     out = tmp_path / "sel"
     with pipeline() as p:
-        total = p | beam.Create([len(rows)])
-        written = total | transforms.WriteSelection(str(work), str(out), 3, rows_per_part=2)
-        assert_that(
-            written | beam.MapTuple(lambda path, n: n) | beam.CombineGlobally(sum), equal_to([5])
-        )
+        decided = p | beam.Create([{"selected": len(rows)}])
+        written = decided | transforms.WriteSelection(str(work), str(out), 3, rows_per_part=2)
+        assert_that(written | beam.Map(lambda r: sum(n for _, n in r["parts"])), equal_to([5]))
     uids = []
     parts = sorted(out.glob("part-*.parquet"))
     assert len(parts) == 3

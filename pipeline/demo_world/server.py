@@ -3,8 +3,9 @@
 ``GET /img/{id}.{ext}`` serves :func:`scene.image_bytes` for the world's seed; the URL's extension
 picks the format. ``GET /f/{mode}/{id}.{ext}`` serves the same image through one of
 :data:`urls.FAULT_MODES` (404s, 429/503 with Retry-After, stalls, resets, truncated or non-image
-bodies, huge bodies, a decompression bomb, redirect chains and loops, opt-out headers), so the
-downloader meets the web's failures without leaving the machine. ``GET /page/{n}.html`` serves a
+bodies, huge bodies, a decompression bomb, redirect chains and loops, opt-out headers, a tracking
+pixel, a long strip that upscales to gigabytes, a malformed status line), so the downloader meets
+the web's failures without leaving the machine. ``GET /page/{n}.html`` serves a
 small HTML page of ``<img>`` tags, so the host also looks like a web site.
 
 The server runs in a background thread with its own event loop (:func:`serve`), or in the
@@ -19,6 +20,7 @@ import collections
 import contextlib
 import functools
 import html
+import io
 import json
 import random
 import re
@@ -56,6 +58,8 @@ class ServerOptions:
     drip_bytes: int = 16  # slow_drip: bytes per chunk (an image takes minutes)
     oversized_bytes: int = 64 << 20  # oversized: body length streamed, without Content-Length
     bomb_side: int = 30_000  # bomb: declared width and height (900M pixels)
+    strip_width: int = 20_000  # strip: a PNG this wide ...
+    strip_height: int = 2  # ... and this high (an upscaling bomb under keep_ratio)
     redirect_hops: int = 3  # redirect: 302s before the real image
     cache_bytes: int = 512 << 20  # LRU of encoded images, bounded by total bytes
     render_threads: int = 4  # Pillow releases the GIL while drawing and encoding
@@ -67,8 +71,10 @@ class ServerOptions:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and value < 0:
                 raise ValueError(f"server option {f.name} must be >= 0, got {value}")
-        if self.render_threads < 1 or self.bomb_side < 1:
-            raise ValueError("server options render_threads and bomb_side must be >= 1")
+        if min(self.render_threads, self.bomb_side, self.strip_width, self.strip_height) < 1:
+            raise ValueError(
+                "server options render_threads, bomb_side, strip_width and strip_height must be >= 1"
+            )
         object.__setattr__(self, "prerender", tuple(self.prerender))
 
     @classmethod
@@ -133,6 +139,27 @@ def bomb_png(side: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
     )
+
+
+@functools.lru_cache(maxsize=4)
+def strip_png(width: int, height: int) -> bytes:
+    """A grey RGB PNG of width x height pixels: a few hundred bytes for a 20000x2 strip."""
+    row = b"\x00" + b"\x80\x80\x80" * width  # filter byte 0, then grey pixels
+    idat = zlib.compress(row * height, 9)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def pixel_jpeg() -> bytes:
+    """A 1x1 white JPEG, as tracking pixels are served."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1), (255, 255, 255)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -515,6 +542,23 @@ class DemoServer:
         return web.Response(
             status=302, headers={"Location": f"http://10.0.0.1/img/{image_id}.{ext}"}
         )
+
+    async def _f_pixel(self, request, image_id, ext):
+        return web.Response(body=pixel_jpeg(), headers={"Content-Type": "image/jpeg"})
+
+    async def _f_strip(self, request, image_id, ext):
+        data = strip_png(self.options.strip_width, self.options.strip_height)
+        return web.Response(body=data, headers={"Content-Type": "image/png"})
+
+    async def _f_bad_status(self, request, image_id, ext):
+        # Written on the socket by hand: aiohttp's own responses always have a valid status line.
+        data = await self._image(image_id, ext)
+        head = f"HTTP/1.1 2x0 OK\r\nContent-Type: {CONTENT_TYPES[ext]}\r\n"
+        head += f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+        if request.transport is not None:
+            request.transport.write(head.encode() + data)
+            request.transport.close()
+        return web.Response()  # never sent: the connection is closed
 
     async def _f_noai(self, request, image_id, ext):
         return await self._image_response(image_id, ext, **{"X-Robots-Tag": "noai"})

@@ -31,6 +31,9 @@ FAULT_MODES = (
     "noai",  # the image with X-Robots-Tag: noai
     "noimageai",  # the image with X-Robots-Tag: noimageai
     "ua_noai",  # the image with X-Robots-Tag scoped to the project's user agent: "wit-builder: noai"
+    "pixel",  # a 1x1 JPEG: a tracking pixel, a valid image that is junk
+    "strip",  # a tiny PNG of 20000x2 pixels: resized to a 256 px short side it would be 2.5 GB
+    "bad_status",  # a malformed HTTP status line ("HTTP/1.1 2x0 OK") before a JPEG
 )
 
 _PATH = re.compile(

@@ -52,10 +52,14 @@ class DownloadConfig:
     )
     quality: int = opt(90, "JPEG/WebP quality")
     min_image_size: int = opt(
-        0, "drop images whose shorter side is smaller than this (failed_to_resize)"
+        64,
+        "drop images whose shorter side is smaller than this (image_too_small): tracking "
+        "pixels, spacers, icons; 0 = keep all",
     )
     max_aspect_ratio: float = opt(
-        0.0, "drop images whose long/short side ratio exceeds this; 0 = no limit"
+        4.0,
+        "drop images whose long/short side ratio exceeds this (aspect_ratio_too_large): "
+        "banners and strips; 0 = no limit (keep_ratio output stays within 16 target squares)",
     )
     samples_per_shard: int = opt(1000, "samples per {NNNNN}.tar shard")
     shards_in_flight: int = opt(
@@ -94,6 +98,11 @@ class DownloadConfig:
         if self.backoff < 0 or self.retry_after_max < 0 or self.max_aspect_ratio < 0:
             raise ConfigError(
                 "download.backoff", "backoff, retry_after_max and max_aspect_ratio must be >= 0"
+            )
+        if 0 < self.max_aspect_ratio < 1:
+            raise ConfigError(
+                "download.max_aspect_ratio",
+                f"must be 0 (no limit) or >= 1 (every ratio is), got {self.max_aspect_ratio}",
             )
         if not 1 <= self.quality <= 100:
             raise ConfigError("download.quality", f"must be within 1-100, got {self.quality}")

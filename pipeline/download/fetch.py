@@ -24,6 +24,15 @@ from pipeline.download import safety
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 RETRY_HTTP = (429, 503)
+# Every reason fetch() records; ``http_<status>`` and ``error_<exception type>`` stand for their
+# families. With images.REASONS, the README's table of failure reasons lists them all.
+REASONS = frozenset(
+    {"http_<status>", "timeout", "connection_reset", "connection_error", "dns_error", "truncated"}
+    | {"too_large", "wrong_content_type", "opted_out", "bad_http_response", "invalid_url"}
+    | {"redirect_loop", "too_many_redirects", "invalid_redirect", "unsupported_scheme"}
+    | {f"refused_{kind}_address" for kind in ("loopback", "private", "link_local", "multicast")}
+    | {"refused_bad_address", "client_error", "error_<exception type>"}
+)
 # Failures worth another try later (--retry-failed): the server or the network may recover.
 RETRYABLE_REASONS = frozenset(
     {"timeout", "connection_reset", "connection_error", "dns_error", "truncated", "http_429"}
@@ -77,6 +86,13 @@ class FetchResult:
         return len(self.body) if self.body is not None else 0
 
 
+@dataclass
+class _Trail:
+    """How far a request got: redirect hops followed so far (recorded on failures too)."""
+
+    hops: int = 0
+
+
 class _Failure(Exception):
     """A request outcome that is not a success; carries the recorded reason."""
 
@@ -113,7 +129,9 @@ def classify_error(exc: BaseException) -> str:
         err = getattr(exc, "errno", None)
         return "connection_reset" if err in (errno.ECONNRESET, errno.EPIPE) else "connection_error"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"http_{exc.status}"
+        # Statuses are read by hand (never raise_for_status), so aiohttp raises this only when
+        # its parser rejects the response: the 400 it carries was never sent by the server.
+        return "bad_http_response"
     if isinstance(exc, aiohttp.ClientError):
         return "client_error"
     return "error_" + type(exc).__name__
@@ -176,8 +194,9 @@ class Fetcher:
         started = time.perf_counter()
         attempt = 0
         while True:
+            trail = _Trail()
             try:
-                body, status, final, hops, ctype = await self._follow(url)
+                body, status, final, hops, ctype = await self._follow(url, trail)
                 return FetchResult(
                     url,
                     True,
@@ -197,7 +216,7 @@ class Fetcher:
                 if delay is None:
                     seconds = time.perf_counter() - started
                     return FetchResult(
-                        url, False, reason, None, http_status, None, attempt, 0, seconds
+                        url, False, reason, None, http_status, None, attempt, trail.hops, seconds
                     )
             attempt += 1
             await asyncio.sleep(delay)
@@ -217,8 +236,11 @@ class Fetcher:
             delay = max(delay, retry_after)
         return delay
 
-    async def _follow(self, url: str):
-        """GET ``url``, following redirects by hand; returns (body, status, final url, hops, type)."""
+    async def _follow(self, url: str, trail: _Trail):
+        """GET ``url``, following redirects by hand; returns (body, status, final url, hops, type).
+
+        ``trail.hops`` counts the redirects followed, so a failure records them as well.
+        """
         try:
             current = URL(url)
         except (ValueError, TypeError):
@@ -229,18 +251,20 @@ class Fetcher:
             if problem:
                 raise _Failure(problem)
             result = await self._get_once(current)
-            if isinstance(result, URL):
-                if str(result) in seen:
-                    raise _Failure("redirect_loop")
-                seen.add(str(result))
-                current = result
+            if isinstance(result[0], URL):
+                target, status = result
+                trail.hops = hops + 1
+                if str(target) in seen:
+                    raise _Failure("redirect_loop", status)
+                seen.add(str(target))
+                current = target
                 continue
             body, status, ctype = result
             return body, status, str(current), hops, ctype
-        raise _Failure("too_many_redirects")
+        raise _Failure("too_many_redirects", status)
 
     async def _get_once(self, url: URL):
-        """One request: a redirect target (URL) or (body, status, content type)."""
+        """One request: (redirect target URL, status) or (body, status, content type)."""
         assert self._session is not None, "use Fetcher inside 'async with'"
         async with self._session.get(url, allow_redirects=False) as resp:
             status = resp.status
@@ -249,7 +273,7 @@ class Fetcher:
                 if not location:
                     raise _Failure(f"http_{status}", status)
                 try:
-                    return url.join(URL(location))
+                    return url.join(URL(location)), status
                 except (ValueError, TypeError):
                     raise _Failure("invalid_redirect", status) from None
             if status != 200:

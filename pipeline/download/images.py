@@ -10,6 +10,13 @@ Pillow releases the GIL while decoding, resizing and encoding, so the worker thr
 process use several cores. Resize modes follow img2dataset: ``keep_ratio`` (shorter side = size),
 ``center_crop`` (then crop the centre square), ``border`` (longer side = size, padded white to a
 square) and ``no``.
+
+Every image's cost is bounded before any pixel is decoded or produced, whatever a server sends:
+the source by ``max_pixels``, the output of ``keep_ratio`` by :func:`output_limit` (a 20000x2
+strip would otherwise upscale to 2,560,000x256), ``center_crop`` resamples only the source
+region its square shows, and no output exceeds its format's largest side. Only the raster
+formats of the web are opened (:data:`WEB_FORMATS`): Pillow's other plugins never see a body
+(EPS would run Ghostscript on it).
 """
 
 from __future__ import annotations
@@ -23,6 +30,30 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 EXT_TO_PIL = {"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}
 ORIENTATION_TAG = 0x0112
+# The formats a body may be decoded as (Pillow names; MPO, a JPEG variant, comes with JPEG).
+# Not TIFF: browsers do not show it, and libtiff's CCITT and JPEG decoders corrupt the heap (the
+# process aborts) on some damaged files.
+WEB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "ICO", "AVIF")
+# The largest side each output format can encode (libjpeg's JPEG_MAX_DIMENSION, WebP's 14 bits).
+FORMAT_MAX_SIDE = {"jpg": 65_500, "webp": 16_383, "png": 2**31 - 1}
+# keep_ratio output holds at most this many target squares (a 16:1 strip), or max_aspect_ratio
+# squares when that is larger: the bound that makes an upscaled strip a failure, not gigabytes.
+OUTPUT_SQUARES = 16
+# What Pillow raises on bad bytes (AVIF's decoder: RuntimeError; an EXIF/TIFF tag of the wrong
+# type: TypeError), besides its usual OSError and ValueError.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, TypeError)
+# Every reason process_image can record, with its status (the README's table lists them).
+REASONS = {
+    "not_an_image": "failed_to_download",
+    "decompression_bomb": "failed_to_resize",
+    "image_too_small": "failed_to_resize",
+    "aspect_ratio_too_large": "failed_to_resize",
+    "output_too_large": "failed_to_resize",
+    "truncated_image": "failed_to_resize",
+    "decode_error": "failed_to_resize",
+    "encode_error": "failed_to_resize",
+    "out_of_memory": "failed_to_resize",
+}
 
 
 @dataclass(frozen=True)
@@ -33,8 +64,8 @@ class ImageOptions:
     resize_mode: str = "keep_ratio"
     output_format: str = "jpg"
     quality: int = 90
-    min_image_size: int = 0
-    max_aspect_ratio: float = 0.0  # 0 = no limit
+    min_image_size: int = 64  # tracking pixels, spacers and icons are below it
+    max_aspect_ratio: float = 4.0  # banners and strips are above it; 0 = no limit
     max_pixels: int = 50_000_000
     use_draft: bool = True  # JPEG DCT scaling; off only to measure what it saves
     threads: int = 0  # extra threads for process_image (0: run on the event loop thread)
@@ -54,9 +85,9 @@ class ImageResult:
     exif: str | None = None
 
 
-def _fail(status: str, reason: str, size: tuple[int, int] | None = None) -> ImageResult:
+def _fail(reason: str, size: tuple[int, int] | None = None) -> ImageResult:
     w, h = size if size else (None, None)
-    return ImageResult(status, reason, original_width=w, original_height=h)
+    return ImageResult(REASONS[reason], reason, original_width=w, original_height=h)
 
 
 def target_size(width: int, height: int, size: int, mode: str) -> tuple[int, int]:
@@ -66,6 +97,28 @@ def target_size(width: int, height: int, size: int, mode: str) -> tuple[int, int
     side = min(width, height) if mode in ("keep_ratio", "center_crop") else max(width, height)
     scale = size / side
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def output_size(width: int, height: int, opts: ImageOptions) -> tuple[int, int]:
+    """Size of the encoded output (after any crop or border)."""
+    if opts.resize_mode in ("center_crop", "border"):
+        return opts.image_size, opts.image_size
+    return target_size(width, height, opts.image_size, opts.resize_mode)
+
+
+def output_limit(opts: ImageOptions) -> int:
+    """The most pixels a resize may produce: OUTPUT_SQUARES (or max_aspect_ratio) target squares."""
+    return int(max(OUTPUT_SQUARES, opts.max_aspect_ratio) * opts.image_size**2)
+
+
+def output_problem(width: int, height: int, opts: ImageOptions) -> str | None:
+    """``output_too_large`` if the output of a (width x height) source would break a bound."""
+    tw, th = output_size(width, height, opts)
+    if max(tw, th) > FORMAT_MAX_SIDE[opts.output_format]:
+        return "output_too_large"
+    if opts.resize_mode != "no" and tw * th > output_limit(opts):
+        return "output_too_large"
+    return None
 
 
 def _exif_json(img: Image.Image) -> tuple[str, int]:
@@ -92,16 +145,16 @@ def _open(data: bytes, opts: ImageOptions) -> Image.Image | ImageResult:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=WEB_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return _fail("failed_to_resize", "decompression_bomb")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return _fail("failed_to_download", "not_an_image")
+        return _fail("decompression_bomb")
+    except (UnidentifiedImageError, *DECODE_ERRORS):
+        return _fail("not_an_image")
     w, h = img.size
     if w < 1 or h < 1:
-        return _fail("failed_to_download", "not_an_image")
+        return _fail("not_an_image")
     if w * h > opts.max_pixels:
-        return _fail("failed_to_resize", "decompression_bomb", (w, h))
+        return _fail("decompression_bomb", (w, h))
     return img
 
 
@@ -124,18 +177,29 @@ def _flatten(img: Image.Image) -> Image.Image:
     return img
 
 
+def _crop_box(w: int, h: int, size: int) -> tuple[float, float, float, float]:
+    """The source region that center_crop's square shows (img2dataset: resize, then crop)."""
+    tw, th = target_size(w, h, size, "center_crop")
+    sx, sy = w / tw, h / th
+    left, top = (tw - size) // 2, (th - size) // 2
+    return left * sx, top * sy, (left + size) * sx, (top + size) * sy
+
+
 def _resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
     size, mode = opts.image_size, opts.resize_mode
     w, h = img.size
     tw, th = target_size(w, h, size, mode)
+    # Downscale: area averaging (box), like img2dataset's INTER_AREA; upscale: lanczos.
+    resample = Image.Resampling.BOX if tw < w else Image.Resampling.LANCZOS
+    if mode == "center_crop":
+        # Resample only the square's source region: the same pixels as resizing the whole image
+        # and cropping, without the whole resized image (a long strip's is gigabytes).
+        if (w, h) != (size, size):
+            img = img.resize((size, size), resample, box=_crop_box(w, h, size))
+        return img
     if (tw, th) != (w, h):
-        # Downscale: area averaging (box), like img2dataset's INTER_AREA; upscale: lanczos.
-        resample = Image.Resampling.BOX if tw < w else Image.Resampling.LANCZOS
         img = img.resize((tw, th), resample)
-    if mode == "center_crop" and (tw, th) != (size, size):
-        left, top = (tw - size) // 2, (th - size) // 2
-        img = img.crop((left, top, left + size, top + size))
-    elif mode == "border" and (tw, th) != (size, size):
+    if mode == "border" and (tw, th) != (size, size):
         canvas = Image.new("RGB", (size, size), (255, 255, 255))
         canvas.paste(img, ((size - tw) // 2, (size - th) // 2))
         img = canvas
@@ -163,9 +227,9 @@ def process_image(data: bytes, opts: ImageOptions) -> ImageResult:
     exif, orientation = _exif_json(img)
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         ow, oh = oh, ow
-    problem = _check_shape(ow, oh, opts)
+    problem = _check_shape(ow, oh, opts) or output_problem(ow, oh, opts)
     if problem:
-        return _fail("failed_to_resize", problem, (ow, oh))
+        return _fail(problem, (ow, oh))
     try:
         if opts.use_draft and img.format == "JPEG" and opts.resize_mode != "no":
             # Decode at the smallest DCT scale that is still >= the resize target.
@@ -175,10 +239,18 @@ def process_image(data: bytes, opts: ImageOptions) -> ImageResult:
         if orientation != 1:
             img = ImageOps.exif_transpose(img)
         out = _resize(_flatten(img), opts)
-        encoded = encode(out, opts.output_format, opts.quality)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        reason = "truncated_image" if "truncated" in str(e).lower() else "decode_error"
-        return _fail("failed_to_resize", reason, (ow, oh))
+    except Image.DecompressionBombError:  # a frame or tile larger than the header said
+        return _fail("decompression_bomb", (ow, oh))
+    except DECODE_ERRORS as e:
+        return _fail(
+            "truncated_image" if "truncated" in str(e).lower() else "decode_error", (ow, oh)
+        )
     except MemoryError:
-        return _fail("failed_to_resize", "out_of_memory", (ow, oh))
+        return _fail("out_of_memory", (ow, oh))
+    try:
+        encoded = encode(out, opts.output_format, opts.quality)
+    except (OSError, ValueError):  # the encoder refused these pixels: not a decoding fault
+        return _fail("encode_error", (ow, oh))
+    except MemoryError:
+        return _fail("out_of_memory", (ow, oh))
     return ImageResult("success", None, encoded, out.size[0], out.size[1], ow, oh, exif)

@@ -228,8 +228,33 @@ def _read_matching_staging(
     return rows
 
 
-def finalize_shard(shards_dir: str, shard: int, kept: set[str] | None, ext: str) -> dict:
-    """Phase 2 for one shard: trim and write the final files unless they are already current."""
+def staged_info(shards_dir: str, shard: int) -> ShardInfo | None:
+    """What phase 1 staged for a shard, read back from its staging Parquet (None if it is gone:
+    the shard is then not finalised, which the stage's end check reports)."""
+    path = staging_path(shards_dir, shard)
+    if not fs.exists(path):
+        return None
+    with fs.open_read(path) as f:
+        rows = pq.read_table(f, columns=["uid", "status", "selected_for"]).to_pylist()
+    return _info(shard, rows, 0)
+
+
+def finalized_path(shards_dir: str, shard: int) -> str:
+    """Phase 2's note that it handled a shard in a given run (read by the stage's end check)."""
+    return fs.join(shards_dir, STAGING, f"{sw.shard_name(shard)}.finalized.json")
+
+
+def finalize_shard(
+    shards_dir: str, shard: int, kept: set[str] | None, ext: str, run_id: str = ""
+) -> dict:
+    """Phase 2 for one shard: trim and write the final files unless they are already current;
+    then note ``run_id`` as the run that handled the shard."""
+    stats = _finalize(shards_dir, shard, kept, ext)
+    fs.write_text_atomic(finalized_path(shards_dir, shard), json.dumps({"run": run_id}))
+    return stats
+
+
+def _finalize(shards_dir: str, shard: int, kept: set[str] | None, ext: str) -> dict:
     table = sw.read_staging(staging_path(shards_dir, shard))
     staged = table.to_pylist()
     image_digest = sw.staging_image_digest(table)

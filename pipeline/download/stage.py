@@ -29,15 +29,17 @@ import contextlib
 import json
 import socket
 import threading
+import uuid
 from typing import Iterator
 
 import pyarrow.parquet as pq
 
 from pipeline import fs
 from pipeline.config import ConfigError, RunConfig
-from pipeline.download import images, phases, report
+from pipeline.download import checks, images, phases, report
 from pipeline.download.config import DownloadConfig
 from pipeline.download.fetch import FetchOptions
+from pipeline.download.manifest import write_manifest
 from pipeline.layout import Layout
 
 
@@ -196,7 +198,7 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
     """Download the selection of ``run.out`` into ``run.out/shards``; returns the summary."""
     import apache_beam as beam
 
-    from pipeline.beam_runner import make_pipeline
+    from pipeline.beam_runner import run_pipeline
     from pipeline.download.transforms import DownloadShards
 
     layout = Layout(run.out)
@@ -207,13 +209,11 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
     _cleanup(shards_dir, len(tasks))
     cap = trim_cap(run.out)
     total = sum(t.size for t in tasks)
+    run_id = uuid.uuid4().hex
     with demo_allowance(layout, parts) as extra_allow:
         fetch_opts = FetchOptions.from_config(download, extra_allow)
-        with _ProgressMonitor(shards_dir, total, run.progress and run.is_local):
-            # Local workers are threads of this process: fetching and the image codecs release
-            # the GIL, and one process pays Beam's start-up once (a process per worker would
-            # pay ~0.8 CPU-s each).
-            p = make_pipeline(run, "wit-download", worker_threads=True)
+
+        def build(p):
             _ = (
                 p
                 | "ShardTasks" >> beam.Create(tasks)
@@ -227,11 +227,18 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
                     download.retry_failed,
                     resolver_factory,
                     download.shards_in_flight,
+                    run_id,
                 )
             )
-            result = p.run()
-            result.wait_until_finish()
+
+        with _ProgressMonitor(shards_dir, total, run.progress and not fs.is_remote(shards_dir)):
+            # Local workers are threads of this process: fetching and the image codecs release
+            # the GIL, and one process pays Beam's start-up once (a process per worker would
+            # pay ~0.8 CPU-s each).
+            result = run_pipeline(run, "wit-download", build, worker_threads=True)
     _cleanup(shards_dir, len(tasks))
+    checks.check_shards(shards_dir, tasks, download.output_format, run_id)
+    manifest = write_manifest(shards_dir)
     extra = {
         "shards": len(tasks),
         "trim_cap": cap,
@@ -239,9 +246,24 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
         "this_run": beam_counters(result),
     }
     rep = report.write_report(shards_dir, fs.join(layout.reports, "download.json"), extra)
+    checks.check_manifest(manifest, len(tasks), rep["successes"])
     return {
         "selected": rep["samples"],
         "downloaded": rep["successes"],
         "shards": len(tasks),
         "by_status": rep["by_status"],
+        "warnings": failure_lines(rep),
     }
+
+
+def failure_lines(rep: dict, top: int = 4) -> list[str]:
+    """The run's last word on what did not download: how many, and the commonest reasons."""
+    failed = rep["samples"] - rep["successes"] - rep["by_status"].get("trimmed", 0)
+    if not failed:
+        return []
+    reasons = [(n, r) for by in rep["by_reason"].values() for r, n in by.items()]
+    common = ", ".join(f"{r} {n}" for n, r in sorted(reasons, key=lambda x: (-x[0], x[1]))[:top])
+    return [
+        f"{failed} of {rep['samples']} selected images not downloaded ({common}; all reasons in "
+        "reports/download.json)"
+    ]

@@ -6,10 +6,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.download import phases, trim
 from pipeline.download.worker import ShardDownloader
+from pipeline.portable import Spread
 
 NS = "download"
 
@@ -19,7 +19,10 @@ class FetchShardFn(beam.DoFn):
 
     Up to ``shards_in_flight`` shards of a bundle are fetched at once (threads that share the
     worker's loop and its request limit), so a shard waiting on its last slow requests does not
-    leave the worker idle. A shard's info is emitted when it is staged; counters are updated on
+    leave the worker idle. The shard number is emitted when the fetch starts and the bundle ends
+    only once every shard it started is staged: what a shard fetched is read from its staging
+    files after a GroupByKey, which no runner passes before the bundle is committed. Nothing is
+    emitted from ``finish_bundle`` (Dask's runner drops those elements). Counters are updated on
     the DoFn's own thread, where Beam collects them.
     """
 
@@ -71,17 +74,18 @@ class FetchShardFn(beam.DoFn):
                 phases.fetch_shard, task, self.downloader, self.shards_dir, self.retry_failed
             )
         )
+        yield task.shard
         while len(self._pending) >= self.shards_in_flight:
             done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
             for future in done:
                 self._pending.remove(future)
-                yield self._staged(future)
+                self._staged(future)
 
     def finish_bundle(self):
         while self._pending:
-            yield GlobalWindows.windowed_value(self._staged(self._pending.pop(0)))
+            self._staged(self._pending.pop(0))
 
-    def _staged(self, future):
+    def _staged(self, future) -> None:
         try:
             info, fresh = future.result()
         except BaseException:
@@ -98,26 +102,34 @@ class FetchShardFn(beam.DoFn):
             {"success": self.successes, "failed_to_download": self.failed_download}.get(
                 row["status"], self.failed_resize
             ).inc()
-        return info
 
 
 class FinalizeShardFn(beam.DoFn):
     """Phase 2: write a shard's final tar/Parquet/stats from its staging file and the trim."""
 
-    def __init__(self, shards_dir, ext, trimming):
+    def __init__(self, shards_dir, ext, trimming, run_id=""):
         self.shards_dir = shards_dir
         self.ext = ext
         self.trimming = trimming
+        self.run_id = run_id
         self.trimmed = Metrics.counter(NS, "trimmed")
         self.written = Metrics.counter(NS, "shards_written")
 
     def process(self, element):
         shard, grouped = element
         kept = set(grouped["kept"]) if self.trimming else None
-        stats = phases.finalize_shard(self.shards_dir, shard, kept, self.ext)
+        stats = phases.finalize_shard(self.shards_dir, shard, kept, self.ext, self.run_id)
         self.trimmed.inc(stats["trimmed"])
         self.written.inc(int(stats["written"]))
         yield shard, stats
+
+
+def _staged(shards_dir: str, shard: int):
+    info = phases.staged_info(shards_dir, shard)
+    if info is None:
+        Metrics.counter(NS, "staging_missing").inc()
+        return
+    yield info
 
 
 def _kept_entries(ranked):
@@ -145,6 +157,7 @@ class DownloadShards(beam.PTransform):
         retry_failed=False,
         resolver_factory=None,
         shards_in_flight=2,
+        run_id="",
     ):
         super().__init__()
         self.shards_dir = shards_dir
@@ -152,18 +165,19 @@ class DownloadShards(beam.PTransform):
         self.image_opts = image_opts
         self.ext = ext
         self.cap = cap
+        self.run_id = run_id
         self.retry_failed = retry_failed
         self.resolver_factory = resolver_factory
         self.shards_in_flight = shards_in_flight
 
     def expand(self, tasks):
+        shards_dir = self.shards_dir
         infos = (
             tasks
-            | "Spread" >> beam.Reshuffle()
             | "Fetch"
             >> beam.ParDo(
                 FetchShardFn(
-                    self.shards_dir,
+                    shards_dir,
                     self.fetch_opts,
                     self.image_opts,
                     self.retry_failed,
@@ -171,6 +185,8 @@ class DownloadShards(beam.PTransform):
                     self.shards_in_flight,
                 )
             )
+            | "Staged" >> Spread()
+            | "ReadStaged" >> beam.FlatMap(lambda shard: _staged(shards_dir, shard))
         )
         by_shard = infos | "ByShard" >> beam.Map(lambda i: (i.shard, i.shard))
         if self.cap:
@@ -192,5 +208,5 @@ class DownloadShards(beam.PTransform):
             {"info": by_shard, "kept": kept}
             | "JoinKept" >> beam.CoGroupByKey()
             | "WriteShards"
-            >> beam.ParDo(FinalizeShardFn(self.shards_dir, self.ext, bool(self.cap)))
+            >> beam.ParDo(FinalizeShardFn(shards_dir, self.ext, bool(self.cap), self.run_id))
         )

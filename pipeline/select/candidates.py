@@ -4,6 +4,14 @@ Each reader yields :class:`RawPair` and counts what it saw in a ``collections.Co
 ``units`` (links or rows considered), ``pairs`` (yielded), ``drop:<reason>`` for a link or row
 that gives no pair, ``error:<reason>`` for a record or file that could not be read. The
 invariant ``units == pairs + sum(drop:*)`` holds for every file.
+
+Per file, ``wat_file:read`` or ``table_file:read`` is 1, and ``wat_file:failed`` or
+``table_file:failed`` is 1 when an error was recorded and nothing of the file could be read (no
+WAT record with a JSON envelope, no table row: corrupt, empty, not of its kind), or when it is a
+table without the URL and caption columns. A stage whose every input of a kind failed has failed.
+
+Memory per file is bounded whatever it holds: a WAT record larger than MAX_WAT_RECORD_BYTES and a
+CSV/JSONL line longer than MAX_LINE_CHARS are skipped (counted) without being read whole.
 """
 
 from __future__ import annotations
@@ -23,6 +31,18 @@ from pipeline import fs
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 IMG_PATH = "IMG@/src"
 BATCH_ROWS = 8192
+# Common Crawl truncates the pages it fetches at 1 MiB, so their WAT records stay well below this.
+MAX_WAT_RECORD_BYTES = 32 << 20
+# A 1 MB alt text must still reach the caption filter (which drops it, with its reason).
+MAX_LINE_CHARS = 8 << 20
+# Counts of WAT records and table rows that hold nothing readable.
+UNREADABLE_RECORDS = (
+    "error:wat_truncated_record",
+    "error:wat_record_too_large",
+    "error:wat_bad_json",
+    "error:wat_no_envelope",
+)
+UNREADABLE_ROWS = ("drop:row_bad_json", "drop:row_too_long")
 
 
 @dataclass(frozen=True)
@@ -37,11 +57,14 @@ class RawPair:
 
 @dataclass(frozen=True)
 class ReaderSpec:
-    """How to read inputs: alt/title policy for WAT files, column names for tables."""
+    """How to read inputs: alt/title policy for WAT files, column names and header for tables."""
 
     use_title: bool = False
     url_columns: tuple[str, ...] = ("url", "URL")
     caption_columns: tuple[str, ...] = ("caption", "TEXT", "text", "alt")
+    # CSV/TSV: "yes" (the first row names the columns), "no" (column 1 URL, column 2 caption),
+    # "auto": a header naming the columns, else a two-field first row holding one http(s) URL.
+    table_header: str = "auto"
 
 
 def kind_of(path: str) -> str:
@@ -50,16 +73,39 @@ def kind_of(path: str) -> str:
     return "wat" if name.endswith(".wat") else "table"
 
 
+def _readable(tally: Counter, kind: str) -> int:
+    """WAT records with an envelope, or table rows, counted in ``tally`` so far."""
+    if kind == "wat":
+        return tally["records"] - sum(tally[k] for k in UNREADABLE_RECORDS)
+    return tally["units"] - sum(tally[k] for k in UNREADABLE_ROWS)
+
+
+def _errors(tally: Counter) -> int:
+    return sum(n for k, n in tally.items() if k.startswith("error:"))
+
+
 def iter_pairs(path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
     """Every pair of one input file; unreadable parts are counted in ``tally``, never raised."""
+    kind = kind_of(path)
+    readable, errors = _readable(tally, kind), _errors(tally)
+    no_columns = tally["error:table_missing_columns"]
+    tally[f"{kind}_file:read"] += 1
     try:
         with fs.open_read(path) as raw:
-            reader = _iter_wat if kind_of(path) == "wat" else _iter_table
+            reader = _iter_wat if kind == "wat" else _iter_table
             yield from reader(raw, path, spec, tally)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+    except EOFError as e:
         tally[f"error:file_truncated ({type(e).__name__})"] += 1
+    except gzip.BadGzipFile as e:  # a bad magic number, or a CRC or length check that failed
+        tally["error:file_not_gzip" if "Not a gzipped" in str(e) else "error:file_corrupt"] += 1
+    except zlib.error:
+        tally["error:file_corrupt"] += 1
     except (OSError, ValueError, csv.Error) as e:  # pyarrow's ArrowInvalid is a ValueError
         tally[f"error:file_unreadable ({type(e).__name__})"] += 1
+    finally:
+        unreadable = _readable(tally, kind) == readable and _errors(tally) > errors
+        if unreadable or tally["error:table_missing_columns"] > no_columns:
+            tally[f"{kind}_file:failed"] += 1
 
 
 # --- WAT -----------------------------------------------------------------------------------
@@ -68,10 +114,14 @@ def iter_pairs(path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]
 def _iter_wat(raw: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+    seen = tally["records"]
     try:
         records = ArchiveIterator(raw, record_types=WarcRecordType.metadata, parse_http=False)
         for record in records:
             tally["records"] += 1
+            if record.content_length > MAX_WAT_RECORD_BYTES:
+                tally["error:wat_record_too_large"] += 1
+                continue  # the iterator skips the unread body without holding it
             body = record.reader.read()
             if len(body) < record.content_length:
                 tally["error:wat_truncated_record"] += 1
@@ -83,6 +133,9 @@ def _iter_wat(raw: IO[bytes], path: str, spec: ReaderSpec, tally: Counter) -> It
                 )
     except Exception as e:  # a corrupt stream ends this file only; what was read stays
         tally[f"error:wat_stream ({type(e).__name__})"] += 1
+        return
+    if tally["records"] == seen:  # empty, or not a WARC file of metadata records
+        tally["error:wat_no_records"] += 1
 
 
 def _decode_wat(body: bytes, tally: Counter) -> dict | None:
@@ -196,27 +249,47 @@ def _row_pair(url, caption, path: str, tally: Counter) -> RawPair | None:
 def _iter_parquet(
     stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter
 ) -> Iterator[RawPair]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(stream)
-    names = pf.schema_arrow.names
-    url_col, cap_col = _pick(names, spec.url_columns), _pick(names, spec.caption_columns)
-    if url_col is None or cap_col is None:
-        tally["error:table_missing_columns"] += 1
-        return
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[url_col, cap_col]):
-        for url, caption in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-            pair = _row_pair(url, caption, path, tally)
-            if pair is not None:
-                yield pair
+    try:
+        pf = pq.ParquetFile(stream)
+        names = pf.schema_arrow.names
+        url_col, cap_col = _pick(names, spec.url_columns), _pick(names, spec.caption_columns)
+        if url_col is None or cap_col is None:
+            tally["error:table_missing_columns"] += 1
+            return
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[url_col, cap_col]):
+            urls = batch.column(url_col).to_pylist()
+            for url, caption in zip(urls, batch.column(cap_col).to_pylist()):
+                pair = _row_pair(url, caption, path, tally)
+                if pair is not None:
+                    yield pair
+    except pa.ArrowException as e:  # not only ArrowInvalid: also NotImplemented, IOError, ...
+        tally[f"error:file_unreadable ({type(e).__name__})"] += 1
+
+
+def _lines(stream: IO[bytes], tally: Counter, newline: str | None = None) -> Iterator[str]:
+    """Decoded lines of at most MAX_LINE_CHARS; a longer one is skipped (a counted row)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline=newline)
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        if len(line) <= MAX_LINE_CHARS or line[-1] in "\r\n":
+            yield line
+            continue
+        while line and line[-1] not in "\r\n":  # read past the rest, one bounded piece at a time
+            line = text.readline(MAX_LINE_CHARS)
+        tally["units"] += 1
+        tally["drop:row_too_long"] += 1
 
 
 def _iter_jsonl(
     stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter
 ) -> Iterator[RawPair]:
-    for line in io.TextIOWrapper(stream, encoding="utf-8", errors="replace"):
+    lines = objects = with_url = with_caption = 0
+    for line in _lines(stream, tally):
         if not line.strip():
             continue
+        lines += 1
         try:
             row = json.loads(line)
         except (ValueError, RecursionError):
@@ -225,7 +298,10 @@ def _iter_jsonl(
             tally["units"] += 1
             tally["drop:row_bad_json"] += 1
             continue
+        objects += 1
         url_col, cap_col = _pick(row, spec.url_columns), _pick(row, spec.caption_columns)
+        with_url += url_col is not None
+        with_caption += cap_col is not None
         pair = _row_pair(
             row.get(url_col) if url_col else None,
             row.get(cap_col) if cap_col else None,
@@ -234,22 +310,46 @@ def _iter_jsonl(
         )
         if pair is not None:
             yield pair
+    if not lines:
+        tally["error:file_empty"] += 1
+    elif not objects:
+        tally["error:table_not_jsonl"] += 1
+    elif not with_url or not with_caption:  # like a table whose header lacks them
+        tally["error:table_missing_columns"] += 1
+
+
+def _csv_columns(first: list[str], spec: ReaderSpec) -> tuple[int, int, bool] | None:
+    """(URL index, caption index, first row is data), or None if the columns are unknown."""
+    if spec.table_header == "no":
+        return 0, 1, True
+    url_col, cap_col = _pick(first, spec.url_columns), _pick(first, spec.caption_columns)
+    if url_col is not None and cap_col is not None:
+        return first.index(url_col), first.index(cap_col), False
+    if spec.table_header == "auto" and len(first) == 2:
+        # No header (CC12M's url<TAB>caption, CC3M's caption<TAB>url): decided only when
+        # exactly one of the two fields is an http(s) URL, which no column name is.
+        is_url = [f.strip().lower().startswith(("http://", "https://")) for f in first]
+        if is_url.count(True) == 1:
+            ui = is_url.index(True)
+            return ui, 1 - ui, True
+    return None
 
 
 def _iter_csv(
     stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter, delimiter: str
 ) -> Iterator[RawPair]:
-    csv.field_size_limit(1 << 26)  # 1 MB alt texts exist; the caption filter drops them, not csv
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-    rows = csv.reader(text, delimiter=delimiter)
+    csv.field_size_limit(MAX_LINE_CHARS)
+    rows = csv.reader(_lines(stream, tally, newline=""), delimiter=delimiter)
     first = next(rows, None)
     if first is None:
+        tally["error:file_empty"] += 1
         return
-    url_col, cap_col = _pick(first, spec.url_columns), _pick(first, spec.caption_columns)
-    if url_col is not None and cap_col is not None:
-        ui, ci = first.index(url_col), first.index(cap_col)
-    else:  # no header (CC12M's url<TAB>caption): the first row is data
-        ui, ci = 0, 1
+    columns = _csv_columns(first, spec)
+    if columns is None:  # a header without the configured columns, or an undecidable first row
+        tally["error:table_missing_columns"] += 1
+        return
+    ui, ci, first_is_data = columns
+    if first_is_data:
         rows = _chain_first(first, rows)
     for row in rows:
         if len(row) <= max(ui, ci):

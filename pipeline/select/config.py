@@ -21,11 +21,18 @@ class SelectConfig:
     )
     url_columns: list = opt(
         ["url", "URL"],
-        "table columns that may hold the image URL (first present wins; CSV/TSV without a header: column 1)",
+        "table columns that may hold the image URL (first present wins; see --table-header)",
     )
     caption_columns: list = opt(
         ["caption", "TEXT", "text", "alt"],
-        "table columns that may hold the caption (first present wins; CSV/TSV without a header: column 2)",
+        "table columns that may hold the caption (first present wins; see --table-header)",
+    )
+    table_header: str = opt(
+        "auto",
+        "CSV/TSV header: yes (the first row names the columns), no (column 1 URL, column 2 "
+        "caption), auto (a header naming --url-columns and --caption-columns, else a two-field "
+        "first row holding one http(s) URL; anything else: the file fails, table_missing_columns)",
+        choices=("auto", "yes", "no"),
     )
     use_title: bool = opt(False, "WAT: use an image's title attribute when it has no alt text")
     queries_file: str = opt(

@@ -19,7 +19,10 @@ anything that grows with the number of candidates.
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
+import json
+import os
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -158,7 +161,7 @@ def extract_file(path: str, file_index: int, settings: Settings, matcher: Matche
             )
     finally:
         spill.close()
-    return {"source_file": path, "counts": dict(sorted(tally.items()))}
+    return {"source_file": path, "file_index": file_index, "counts": dict(sorted(tally.items()))}
 
 
 def load_bucket(work_dir: str, bucket: int, dedup_url: bool) -> tuple[list[dict], Counter]:
@@ -208,11 +211,34 @@ def bucket_summary(work_dir: str, bucket: int, dedup_url: bool) -> dict:
     }
 
 
-def sum_counts(acc: dict, more: dict) -> dict:
-    """Add the per-query counts of ``more`` into ``acc`` (returned)."""
-    for q, n in more.items():
-        acc[q] = acc.get(q, 0) + n
-    return acc
+INT_KEYED = ("counts", "attributed", "kept", "thresholds")  # {query_id: n} fields of step files
+
+
+def step_path(work_dir: str, step: str) -> str:
+    """Where a step's merged result is saved (read by the later steps and by the driver)."""
+    return fs.join(work_dir, "steps", f"{step}.json")
+
+
+def save_step(work_dir: str, step: str, result: dict) -> dict:
+    """Write a step's merged result (a dict of JSON values); returns it."""
+    fs.write_text_atomic(step_path(work_dir, step), json.dumps(result, sort_keys=True))
+    return result
+
+
+@functools.lru_cache(maxsize=4)
+def _load_step(path: str, stamp: tuple) -> dict:
+    result = json.loads(fs.read_text(path))
+    for key in INT_KEYED:
+        if key in result:
+            result[key] = {int(q): n for q, n in result[key].items()}
+    return result
+
+
+def load_step(work_dir: str, step: str) -> dict:
+    """What :func:`save_step` wrote, read once per worker process and file version."""
+    path = step_path(work_dir, step)
+    stamp = (fs.size(path),) if fs.is_remote(path) else (os.stat(path).st_mtime_ns, fs.size(path))
+    return _load_step(path, stamp)
 
 
 def smallest_draws(
@@ -284,6 +310,14 @@ def decide_bucket(bucket: int, settings: Settings, counts: dict, thresholds: dic
         "attributed": dict(attributed),
         "kept": dict(kept),
     }
+
+
+def decide_saved_bucket(bucket: int, settings: Settings) -> dict:
+    """Step 4 with the counts (and, in exact mode, thresholds) that steps 2 and 3 saved."""
+    counts = load_step(settings.work_dir, "count")["counts"]
+    exact = settings.mode == "exact"
+    thresholds = load_step(settings.work_dir, "thresholds")["thresholds"] if exact else {}
+    return decide_bucket(bucket, settings, counts, thresholds)
 
 
 def part_bounds(part: int, parts: int) -> tuple[str, str | None]:

@@ -118,12 +118,40 @@ class Matcher:
         return tuple(sorted(hits))
 
 
+def _is_text(t) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
 def read_queries(path: str) -> tuple[list[tuple[int, str]], bool]:
-    """``([(query_id, query)], all_lower)`` from a queries.parquet on any filesystem."""
+    """``([(query_id, query)], all_lower)`` from a queries.parquet on any filesystem.
+
+    A file that is not such a list raises ValueError with a one-line reason (pyarrow's own
+    messages run over several lines and name its internals).
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with fs.open_read(path) as f:
-        table = pq.read_table(f, columns=["query_id", "query"])
+    try:
+        with fs.open_read(path) as f:
+            pf = pq.ParquetFile(f)
+            schema = pf.schema_arrow
+            missing = [c for c in ("query", "query_id") if c not in schema.names]
+            if missing:
+                have = ", ".join(schema.names) or "none"
+                raise ValueError(f"no {' or '.join(missing)} column (columns: {have})")
+            id_type, query_type = schema.field("query_id").type, schema.field("query").type
+            if not pa.types.is_integer(id_type):
+                raise ValueError(f"query_id must hold integers, not {id_type}")
+            if not _is_text(query_type):
+                raise ValueError(f"query must hold strings, not {query_type}")
+            table = pf.read(columns=["query_id", "query"])
+    except pa.ArrowException as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"not a readable Parquet file ({first})") from None
     pairs = list(zip(table.column("query_id").to_pylist(), table.column("query").to_pylist()))
     pairs = [(int(i), q) for i, q in pairs if q is not None and i is not None]
     return pairs, all(q == q.lower() for _, q in pairs)

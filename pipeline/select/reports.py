@@ -37,7 +37,7 @@ def select_report(files: list[dict], dedup: list[dict], selected: int, settings:
         total.update(f["counts"])
     removed: Counter = Counter()
     for d in dedup:
-        removed.update({k: v for k, v in d.items() if k != "unique"})
+        removed.update({k: v for k, v in d.items() if k not in ("unique", "bucket")})
     unique = sum(d.get("unique", 0) for d in dedup)
     steps = file_steps(total)
     steps.append(_step("dedup", total.get("matched", 0), unique, removed))

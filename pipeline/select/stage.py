@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import fs
-from pipeline.beam_runner import make_pipeline
+from pipeline.beam_runner import run_pipeline
 from pipeline.config import ConfigError, RunConfig, expand_inputs
+from pipeline.invariants import StageFailed, input_verdicts
 from pipeline.layout import Layout
-from pipeline.select import balance, extract, reports
+from pipeline.portable import sum_into
+from pipeline.select import balance, checks, extract, reports
 from pipeline.select.candidates import TABLE_SUFFIXES, ReaderSpec
 from pipeline.select.config import SelectConfig
 from pipeline.select.matching import get_matcher
@@ -116,7 +118,10 @@ def settings_for(
         work_dir=fs.join(Layout(run.out).selection, "_work"),
         buckets=spill_buckets(select, list(inputs)),
         reader=ReaderSpec(
-            select.use_title, tuple(select.url_columns), tuple(select.caption_columns)
+            select.use_title,
+            tuple(select.url_columns),
+            tuple(select.caption_columns),
+            table_header=select.table_header,
         ),
         filters=FilterSpec(
             select.min_caption_chars,
@@ -149,13 +154,27 @@ def _clear_outputs(selection_dir: str, work_dir: str) -> None:
     _remove_tree(work_dir)
 
 
-def _load_facts(work_dir: str) -> dict:
-    """The facts the pipeline collected; per-query tallies as {query_id: n}."""
-    facts = json.loads(fs.read_text(fs.join(work_dir, "facts.json")))
-    out = {k: facts.get(k, []) for k in ("files", "dedup", "parts")}
-    for k in ("counts", "attributed", "kept"):  # one dict each (JSON keys are strings)
-        out[k] = {int(q): n for d in facts.get(k, []) for q, n in d.items()}
-    return out
+STEPS = ("files", "count", "decide", "write")
+
+
+def load_facts(work_dir: str, mode: str) -> dict:
+    """What the pipeline's steps saved; a StageFailed if a step's file is missing."""
+    steps = STEPS[:2] + (("thresholds",) if mode == "exact" else ()) + STEPS[2:]
+    for step in steps:
+        if not fs.exists(extract.step_path(work_dir, step)):
+            raise StageFailed("select", f"the pipeline finished without saving its {step!r} step")
+    count, decide = extract.load_step(work_dir, "count"), extract.load_step(work_dir, "decide")
+    return {
+        "files": extract.load_step(work_dir, "files")["files"],
+        "counts": count.get("counts", {}),
+        "dedup": count.get("dedup", {}),
+        "counted_buckets": count["buckets"],
+        "attributed": decide.get("attributed", {}),
+        "kept": decide.get("kept", {}),
+        "selected": decide.get("selected", 0),
+        "decided_buckets": decide["buckets"],
+        "parts": extract.load_step(work_dir, "write")["parts"],
+    }
 
 
 def run(run: RunConfig, select: SelectConfig) -> dict:
@@ -172,18 +191,33 @@ def run(run: RunConfig, select: SelectConfig) -> dict:
 
     from pipeline.select.transforms import SelectPairs
 
-    with make_pipeline(run, "wit-select", ("pipeline.select.transforms",)) as p:
+    def build(p):
         files = p | "Inputs" >> beam.Create(list(enumerate(inputs)))
         _ = files | "Select" >> SelectPairs(settings, layout.selection, select.selection_shard_rows)
 
-    return _write_reports(layout, select, settings, matcher.names, len(inputs))
+    run_pipeline(run, "wit-select", build, ("pipeline.select.transforms",))
+    facts = load_facts(settings.work_dir, settings.mode)
+    totals: dict = {}
+    for report in facts["files"]:
+        sum_into(totals, report["counts"])
+    warnings = input_verdicts("select", totals, ("wat", "table"))
+    checks.check_facts(facts, len(inputs), settings.buckets, settings.mode, settings.quota)
+    checks.check_parts(
+        facts["parts"], layout.selection, facts["selected"], select.selection_shard_rows
+    )
+    summary = _write_reports(layout, select, settings, matcher.names, len(inputs), facts)
+    return {**summary, "warnings": warnings}
 
 
 def _write_reports(
-    layout: Layout, select: SelectConfig, settings: extract.Settings, names: dict, n_inputs: int
+    layout: Layout,
+    select: SelectConfig,
+    settings: extract.Settings,
+    names: dict,
+    n_inputs: int,
+    facts: dict,
 ) -> dict:
     work = settings.work_dir
-    facts = _load_facts(work)
     parts = facts["parts"]
     selected = sum(n for _, n in parts)
     info = {
@@ -193,7 +227,7 @@ def _write_reports(
         "queries_file": settings.queries_path,
         "lower_case_matching": get_matcher(settings.queries_path, settings.case).lower,
     }
-    sel = reports.select_report(facts["files"], facts["dedup"], selected, info)
+    sel = reports.select_report(facts["files"], [facts["dedup"]], selected, info)
     per_query = {k: facts[k] for k in ("counts", "attributed", "kept")}
     bal = reports.balance_report(
         names, per_query["counts"], per_query["attributed"], per_query["kept"], sel["steps"], info

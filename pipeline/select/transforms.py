@@ -8,19 +8,24 @@
 
 Elements between steps are per-bucket summaries and per-query draw lists, never rows or single
 draws: the local runner keeps whole PCollections in its process, and per-element overhead is what
-made the earlier per-draw wiring cost ~300 us per candidate.
+made an earlier per-draw wiring cost ~300 us per candidate.
+
+Each bucket step starts only when the step before it is complete everywhere (:class:`Release`,
+after a GroupByKey), and what every bucket needs from that step (the per-query counts, the
+thresholds) is saved to one file under the work directory that the bucket steps read, instead
+of a side input: see :mod:`pipeline.portable` for why. The driver reads the same files to check
+the run and write the reports.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import fs
+from pipeline.portable import Gather, Release, Spread, ToListFn, sum_into
 from pipeline.select import balance, extract
 from pipeline.select.matching import get_matcher
 
@@ -62,31 +67,7 @@ class ExtractCandidates(beam.PTransform):
         self.settings = settings
 
     def expand(self, files):
-        return (
-            files
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFilterMatch" >> beam.ParDo(ExtractFileFn(self.settings))
-        )
-
-
-class SumCounts(beam.CombineFn):
-    """Sums per-query count dicts (one per bucket) into one dict."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, counts):
-        return extract.sum_counts(acc, counts)
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        total = next(accs, {})
-        for acc in accs:
-            extract.sum_counts(total, acc)
-        return total
-
-    def extract_output(self, acc):
-        return acc
+        return files | "ReadFilterMatch" >> beam.ParDo(ExtractFileFn(self.settings))
 
 
 class SmallestDraws(beam.CombineFn):
@@ -108,35 +89,62 @@ class SmallestDraws(beam.CombineFn):
         return acc
 
 
-def _bucket_summary(bucket: int, settings: extract.Settings, _barrier):
-    yield extract.bucket_summary(settings.work_dir, bucket, settings.dedup_url)
+class MergeBuckets(beam.CombineFn):
+    """Per-bucket result dicts -> one: dicts of counts summed, numbers summed, buckets listed."""
+
+    def create_accumulator(self):
+        return {"buckets": []}
+
+    def add_input(self, acc, result):
+        for key, value in result.items():
+            if key == "bucket":
+                acc["buckets"].append(value)
+            elif isinstance(value, dict):
+                sum_into(acc.setdefault(key, {}), value)
+            else:
+                acc[key] = acc.get(key, 0) + value
+        return acc
+
+    def merge_accumulators(self, accs):
+        merged = self.create_accumulator()
+        for acc in accs:
+            merged["buckets"].extend(acc["buckets"])
+            self.add_input(merged, {k: v for k, v in acc.items() if k != "buckets"})
+        return merged
+
+    def extract_output(self, acc):
+        acc["buckets"].sort()
+        return acc
+
+
+def _save(pcoll, work_dir: str, step: str):
+    """Save a step's one merged element for the later steps and the driver; passes it on."""
+    return pcoll | f"Save_{step}" >> beam.Map(lambda r: extract.save_step(work_dir, step, r))
 
 
 class CountMatches(beam.PTransform):
-    """Buckets -> ``counts`` (one dict: query_id -> matches) and ``dedup`` (a tally per bucket).
+    """gate -> one dict: ``counts`` (query_id -> matches), ``dedup`` (tallies summed) and
+    ``buckets``, saved as step ``count``. The buckets are read once the gate (the gathered
+    per-file reports: the spill files are complete when they are) exists."""
 
-    ``barrier`` is any PCollection the buckets must wait for (the per-file reports: the spill
-    files are complete when they are).
-    """
-
-    def __init__(self, settings: extract.Settings, barrier):
+    def __init__(self, settings: extract.Settings):
         super().__init__()
-        self.settings, self.barrier = settings, barrier
+        self.settings = settings
 
-    def expand(self, buckets):
-        summaries = buckets | "DedupAndCount" >> beam.FlatMap(
-            _bucket_summary, self.settings, beam.pvalue.AsList(self.barrier)
+    def expand(self, gate):
+        s = self.settings
+        merged = (
+            gate
+            | "AfterExtract" >> Release(range(s.buckets))
+            | "DedupAndCount"
+            >> beam.Map(lambda b: extract.bucket_summary(s.work_dir, b, s.dedup_url))
+            | "SumCounts" >> Gather(MergeBuckets())
         )
-        counts = (
-            summaries
-            | "BucketCounts" >> beam.Map(lambda s: s["counts"])
-            | "SumCounts" >> beam.CombineGlobally(SumCounts())
-        )
-        dedup = summaries | "BucketDedup" >> beam.Map(lambda s: s["dedup"])
-        return {"counts": counts, "dedup": dedup}
+        return _save(merged, s.work_dir, "count")
 
 
-def _smallest_draws(bucket: int, settings: extract.Settings, counts: dict):
+def _smallest_draws(bucket: int, settings: extract.Settings):
+    counts = extract.load_step(settings.work_dir, "count")["counts"]
     over = {q for q, n in counts.items() if n > settings.quota}
     if not over:
         return
@@ -151,65 +159,63 @@ def _threshold(kv, quota: int):
 
 
 class Thresholds(beam.PTransform):
-    """Buckets -> (query_id, threshold) for each query with more than ``quota`` matches."""
+    """counts -> ``{"thresholds": {query_id: threshold}}`` for the queries with more than
+    ``quota`` matches, saved as step ``thresholds``; the buckets are read once the counts are."""
 
-    def __init__(self, settings: extract.Settings, counts):
+    def __init__(self, settings: extract.Settings):
         super().__init__()
-        self.settings, self.counts = settings, counts
+        self.settings = settings
 
-    def expand(self, buckets):
-        quota = self.settings.quota
-        return (
-            buckets
-            | "SmallestPerBucket"
-            >> beam.FlatMap(_smallest_draws, self.settings, beam.pvalue.AsSingleton(self.counts))
+    def expand(self, counts):
+        s = self.settings
+        quota = s.quota
+        merged = (
+            counts
+            | "AfterCounts" >> Release(range(s.buckets))
+            | "SmallestPerBucket" >> beam.FlatMap(_smallest_draws, s)
             # A hot query gets one list of <= quota draws per bucket, whatever its match count;
-            # lifted, each worker merges its lists before the shuffle. (with_hot_key_fanout here
-            # leaves bundles unexecuted on the local FnApiRunner when the result is a side input.)
+            # lifted, each worker merges its lists before the shuffle.
             | "SmallestPerQuery" >> beam.CombinePerKey(SmallestDraws(quota))
             | "Threshold" >> beam.FlatMap(lambda kv: _threshold(kv, quota))
+            | "AllThresholds" >> Gather(ToListFn())
+            | "AsDict" >> beam.Map(lambda kvs: {"thresholds": dict(kvs)})
         )
+        return _save(merged, s.work_dir, "thresholds")
 
 
 class DecideSelection(beam.PTransform):
-    """Buckets -> per-bucket tallies; each bucket's selected rows go to its ``selected`` file.
+    """gate -> one dict: ``selected`` (rows), ``attributed`` and ``kept`` (per query) and
+    ``buckets``, saved as step ``decide``; each bucket's selected rows go to its file.
 
-    Returns ``selected`` (total rows), ``attributed`` and ``kept`` (one dict each).
+    The buckets are decided once the gate (the saved thresholds, or the saved counts in
+    probabilistic mode) exists.
     """
 
-    def __init__(self, settings: extract.Settings, counts, thresholds):
+    def __init__(self, settings: extract.Settings):
         super().__init__()
-        self.settings, self.counts, self.thresholds = settings, counts, thresholds
+        self.settings = settings
 
-    def expand(self, buckets):
-        decided = buckets | "DecidePairs" >> beam.Map(
-            extract.decide_bucket,
-            self.settings,
-            beam.pvalue.AsSingleton(self.counts),
-            beam.pvalue.AsDict(self.thresholds),
+    def expand(self, gate):
+        s = self.settings
+        merged = (
+            gate
+            | "AfterThresholds" >> Release(range(s.buckets))
+            | "DecidePairs" >> beam.Map(extract.decide_saved_bucket, s)
+            | "SumDecisions" >> Gather(MergeBuckets())
         )
-        return {
-            "selected": decided
-            | "Selected" >> beam.Map(lambda d: d["selected"])
-            | "SumSelected" >> beam.CombineGlobally(sum),
-            "attributed": decided
-            | "Attributed" >> beam.Map(lambda d: d["attributed"])
-            | "SumAttributed" >> beam.CombineGlobally(SumCounts()),
-            "kept": decided
-            | "Kept" >> beam.Map(lambda d: d["kept"])
-            | "SumKept" >> beam.CombineGlobally(SumCounts()),
-        }
+        return _save(merged, s.work_dir, "decide")
 
 
 class WriteSelection(beam.PTransform):
-    """Total selected rows -> ``part-NNNNN.parquet`` files by uid range; yields (path, rows)."""
+    """The decide step's result -> ``part-NNNNN.parquet`` files by uid range; one element
+    ``{"parts": [[path, rows], ...]}``, saved as step ``write``."""
 
     def __init__(self, work_dir: str, out_dir: str, buckets: int, rows_per_part: int):
         super().__init__()
         self.work_dir, self.out_dir = work_dir, out_dir
         self.buckets, self.rows_per_part = buckets, rows_per_part
 
-    def expand(self, total):
+    def expand(self, decided):
         work_dir, out_dir, buckets = self.work_dir, self.out_dir, self.buckets
         rows_per_part = self.rows_per_part
 
@@ -220,47 +226,29 @@ class WriteSelection(beam.PTransform):
                 else []
             )
 
-        return (
-            total
-            | "Parts" >> beam.FlatMap(groups)
-            | "SpreadParts" >> beam.Reshuffle()
+        written = (
+            decided
+            | "Parts" >> beam.FlatMap(lambda d: groups(d["selected"]))
+            | "SpreadParts" >> Spread()
             | "WritePart"
             >> beam.FlatMapTuple(
                 lambda first, end, parts: extract.write_parts_from_buckets(
                     work_dir, out_dir, buckets, first, end, parts
                 )
             )
+            | "AllParts" >> Gather(ToListFn())
+            | "AsDict" >> beam.Map(lambda parts: {"parts": sorted(parts)})
         )
-
-
-class WriteFacts(beam.PTransform):
-    """Collects the small side results, tagged by kind, into one JSON file for the reports."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def expand(self, tagged):
-        path = self.path
-
-        def write(items):
-            facts: dict = {}
-            for kind, value in items:
-                facts.setdefault(kind, []).append(value)
-            for values in facts.values():
-                values.sort(key=lambda v: json.dumps(v, sort_keys=True))
-            fs.write_text_atomic(path, json.dumps(facts, sort_keys=True) + "\n")
-            return path
-
-        return tagged | "ToList" >> beam.combiners.ToList() | "Write" >> beam.Map(write)
-
-
-def _tag(pcoll, kind: str):
-    return pcoll | f"Tag_{kind}" >> beam.Map(lambda v, k=kind: (k, v))
+        return _save(written, work_dir, "write")
 
 
 class SelectPairs(beam.PTransform):
-    """The whole stage: input files -> selection parts + JSON facts for the reports in ``work_dir``."""
+    """The whole stage: input files -> selection parts; each step saves its merged result under
+    ``<work>/steps/`` (files, count, thresholds, decide, write) for the driver's reports and checks.
+
+    The steps form one chain, each starting once the one before it is complete, so the last step
+    depends on every other (Dask's runner computes only what the last step needs).
+    """
 
     def __init__(self, settings: extract.Settings, out_dir: str, rows_per_part: int):
         super().__init__()
@@ -268,31 +256,15 @@ class SelectPairs(beam.PTransform):
 
     def expand(self, files):
         s = self.settings
-        reports = files | "Extract" >> ExtractCandidates(s)
-        buckets = (
-            files.pipeline
-            | "Buckets" >> beam.Create(list(range(s.buckets)))
-            | "SpreadBuckets" >> beam.Reshuffle()  # Create is one bundle: spread it over workers
+        reports = (
+            files
+            | "Extract" >> ExtractCandidates(s)
+            | "FileReports" >> Gather(ToListFn())
+            | "AsDict" >> beam.Map(lambda reports: {"files": reports})
         )
-        stats = buckets | "Count" >> CountMatches(s, reports)
-        if s.mode == "exact":
-            thresholds = buckets | "Thresholds" >> Thresholds(s, stats["counts"])
-        else:
-            thresholds = files.pipeline | "NoThresholds" >> beam.Create([])
-        decided = buckets | "Decide" >> DecideSelection(s, stats["counts"], thresholds)
-        parts = decided["selected"] | "Write" >> WriteSelection(
+        counts = _save(reports, s.work_dir, "files") | "Count" >> CountMatches(s)
+        gate = counts | "Thresholds" >> Thresholds(s) if s.mode == "exact" else counts
+        decided = gate | "Decide" >> DecideSelection(s)
+        return decided | "Write" >> WriteSelection(
             s.work_dir, self.out_dir, s.buckets, self.rows_per_part
-        )
-        facts = [
-            _tag(reports, "files"),
-            _tag(stats["dedup"], "dedup"),
-            _tag(stats["counts"], "counts"),
-            _tag(decided["attributed"], "attributed"),
-            _tag(decided["kept"], "kept"),
-            _tag(parts, "parts"),
-        ]
-        return (
-            facts
-            | "Facts" >> beam.Flatten()
-            | "WriteFacts" >> WriteFacts(fs.join(s.work_dir, "facts.json"))
         )
