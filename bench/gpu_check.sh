@@ -43,13 +43,13 @@ run() {  # run NAME [flags...]: one training run under $OUT/NAME
   $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m clip_model.main \
     --out "$OUT/$name" "${COMMON[@]}" "$@"
 }
-run plain --batch-size 256 --compile --demo-eval on
-run accum --batch-size 256 --accum-steps 4 --compile --demo-eval off
-run large --batch-size 1024 --accum-steps 8 --compile --demo-eval off
-run siglip --batch-size 256 --loss siglip --compile --demo-eval off
+run plain --batch-size 256 --compile --extra-eval pipeline.demo_world.eval_images:evaluate_run
+run accum --batch-size 256 --accum-steps 4 --compile
+run large --batch-size 1024 --accum-steps 8 --compile
+run siglip --batch-size 256 --loss siglip --compile
 echo "=== wit eval on the demo's labelled folder"
 $PY -m clip_model.main eval --out "$OUT/plain" --image-folder "$OUT/plain/eval_images" \
-  --demo-eval off --templates openai --retrieval-pairs 500
+  --templates openai --retrieval-pairs 500
 echo "=== loader alone, $WORKERS workers at 224 px"
 $PY - "$OUT/shards" "$WORKERS" <<'PYEOF'
 import sys, time

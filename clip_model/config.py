@@ -8,6 +8,7 @@ library's own (:class:`clip_model.options.FitOptions`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 from clip_model.options import FitOptions
@@ -173,15 +174,19 @@ class EvalConfig:
         "shards for image-text retrieval R@1/5/10; empty: the held-out shards of the training run",
     )
     retrieval_pairs: int = opt(1000, "held-out image-text pairs for retrieval")
-    demo_eval: str = opt(
-        "auto",
-        "the demo world's held-out images and tasks; auto: when <out> holds a demo world",
-        choices=("auto", "on", "off"),
+    extra_eval: str = opt(
+        "",
+        "one more evaluation, as module:function, called with the model after the standard "
+        "ones (configs/train_demo.yaml plugs in its example world's held-out images); empty: none",
     )
-    zs_images: int = opt(960, "held-out generated demo images (written to <out>/eval_images)")
+    zs_images: int = opt(960, "images an --extra-eval may generate for itself")
     eval_batch_size: int = opt(256, "images per forward pass when evaluating")
     eval_workers: int = opt(2, "image decoding worker processes when evaluating")
 
     def validate(self) -> None:
         at_least(self, "eval", 1, "retrieval_pairs", "eval_batch_size")
         at_least(self, "eval", 0, "zs_images", "eval_workers")
+        if self.extra_eval and not re.fullmatch(r"[\w.]+:\w+", self.extra_eval):
+            raise ConfigError(
+                "eval.extra_eval", f"expected module:function, got {self.extra_eval!r}"
+            )

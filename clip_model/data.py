@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from clip_model import files, transforms
+from clip_model import files, preprocess
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 TEXT_EXTS = ("txt",)
@@ -196,11 +196,11 @@ def decode_sample(key: str, group: dict[str, bytes], size: int, rng, counts: Cou
         counts["empty_caption"] += 1
         return None
     try:
-        img = transforms.decode(group[img_ext], size)
+        img = preprocess.decode(group[img_ext], size)
         tensor = (
-            transforms.train_transform(img, size, rng)
+            preprocess.train_transform(img, size, rng)
             if train
-            else transforms.eval_transform(img, size)
+            else preprocess.eval_transform(img, size)
         )
     except Exception:  # PIL raises many types on corrupt bytes; the sample is data, not a crash
         counts["bad_image"] += 1

@@ -1,8 +1,8 @@
 """``wit train`` / ``wit eval`` / ``python -m clip_model.main``: the trainer's entry point.
 
 The only module of ``clip_model`` (with :mod:`clip_model.config`) that knows the pipeline: it
-reads the configuration, finds the shards and the manifest under ``<out>``, plugs in the demo
-world's own evaluation when the shards are the demo's, and calls the library.
+reads the configuration, finds the shards and the manifest under ``<out>``, plugs in the extra
+evaluation the configuration names (``eval.extra_eval``), and calls the library.
 
 One process: ``wit train --out out/demo``. Several GPUs: ``torchrun --nproc_per_node 8 -m
 clip_model.main --config configs/x.yaml --out out/x`` (same flags). Writes, under
@@ -13,6 +13,7 @@ clip_model.main --config configs/x.yaml --out out/x`` (same flags). Writes, unde
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -171,7 +172,7 @@ class EvalPlan:
 
     folder: Z.ImageFolder | None
     templates: tuple[str, ...]
-    demo: bool
+    extra: object | None  # the eval.extra_eval callable
 
 
 def plan_eval(run: RunConfig, ev: EvalConfig) -> EvalPlan:
@@ -189,12 +190,18 @@ def plan_eval(run: RunConfig, ev: EvalConfig) -> EvalPlan:
                 "eval.class_names" if ev.class_names and "class" in str(e) else "eval.image_folder"
             )
             raise ConfigError(key, str(e)) from None
-    demo = ev.demo_eval == "on"
-    if ev.demo_eval == "auto" and not files.is_url(run.out):
-        from pipeline.demo_world.eval_images import is_demo
+    return EvalPlan(folder, templates, _extra_eval(ev.extra_eval))
 
-        demo = is_demo(run.out)
-    return EvalPlan(folder, templates, demo)
+
+def _extra_eval(name: str):
+    """The ``module:function`` named by ``eval.extra_eval``, imported now (None if empty)."""
+    if not name:
+        return None
+    module, func = name.split(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError("eval.extra_eval", f"cannot import {name}: {e}") from None
 
 
 def _retrieval(model, tokenizer, shards: list[str], pairs: int, device: str) -> dict:
@@ -207,27 +214,8 @@ def _retrieval(model, tokenizer, shards: list[str], pairs: int, device: str) -> 
     return {**Z.retrieval(image_f, text_f), "source": shards}
 
 
-def _demo(model, tokenizer, run: RunConfig, ev: EvalConfig, plan: EvalPlan, device, pairs: bool):
-    """The demo world's held-out folder and tasks (and generated retrieval pairs if asked)."""
-    from pipeline.demo_world import eval_images as E
-
-    root, seed = files.join(run.out, E.FOLDER), E.world_seed(run.out, run.seed)
-    E.write_eval_folder(root, seed, ev.zs_images, E.demo_classes(E.query_names(run.out)))
-    batch, workers = ev.eval_batch_size, ev.eval_workers
-    out = {
-        "demo": E.evaluate(model, tokenizer, root, seed, device, plan.templates, batch, workers),
-        "demo_folder": root,
-    }
-    if pairs:  # no shard was held out: pairs the generator draws for the purpose
-        images, texts = E.demo_pairs(ev.retrieval_pairs, seed, model.cfg.vision.image_size)
-        image_f = Z.encode_images(model, images, device)
-        text_f = Z.encode_texts(model, tokenizer, texts, device)
-        out["retrieval"] = {**Z.retrieval(image_f, text_f), "source": "generated demo pairs"}
-    return out
-
-
 def evaluate(model, tokenizer, run, ev: EvalConfig, plan: EvalPlan, shards, device) -> dict:
-    """Zero-shot on the image folder and the demo's held-out folder, retrieval on ``shards``."""
+    """Zero-shot on the image folder, the extra evaluation if any, retrieval on ``shards``."""
     model.eval()
     out: dict = {}
     if plan.folder is not None:
@@ -235,8 +223,12 @@ def evaluate(model, tokenizer, run, ev: EvalConfig, plan: EvalPlan, shards, devi
             model, tokenizer, plan.folder, plan.templates, device, ev.eval_batch_size,
             ev.eval_workers,
         )  # fmt: skip
-    if plan.demo:
-        out.update(_demo(model, tokenizer, run, ev, plan, device, pairs=not shards))
+    if plan.extra is not None:  # its result: {name: figures}, "headline", "lines", "retrieval"
+        extra = plan.extra(
+            model, tokenizer, run.out, run.seed, ev, plan.templates, device, not shards
+        )
+        out.update({k: v for k, v in extra.items() if k not in ("headline", "lines")})
+        out["extra"] = {k: extra[k] for k in ("headline", "lines") if k in extra}
     if shards:
         out["retrieval"] = _retrieval(model, tokenizer, shards, ev.retrieval_pairs, device)
     out.update(headline(out))
@@ -244,11 +236,11 @@ def evaluate(model, tokenizer, run, ev: EvalConfig, plan: EvalPlan, shards, devi
 
 
 def headline(ev: dict) -> dict:
-    """The headline: top-1 on the image folder (the user's, else the demo's), else retrieval."""
+    """The headline: top-1 on the image folder, else the extra evaluation's, else retrieval."""
     if "image_folder" in ev:
         task, r = f"zero-shot top-1 on {ev['image_folder']['root']}", ev["image_folder"]
-    elif "demo" in ev:
-        task, r = "zero-shot top-1, demo held-out colour+shape", ev["demo"]["colour_shape/demo"]
+    elif (ev.get("extra") or {}).get("headline"):
+        task, r = ev["extra"]["headline"]["task"], ev["extra"]["headline"]
     elif ev.get("retrieval"):
         ret = ev["retrieval"]
         return {"headline_task": "retrieval R@1 (mean of both directions)",
@@ -273,15 +265,7 @@ def print_eval(ev: dict) -> None:
             f"(chance {r['chance_top1']:.1%} / {r['chance_top5']:.1%}; {r['images']} images, "
             f"{r['classes']} classes, mean per class {r['mean_per_class_top1']:.1%})"
         )
-    if "demo" in ev:
-        d = ev["demo"]
-        parts = [
-            f"{name} {d[f'{key}/demo']['top1']:.1%} (chance {d[f'{key}/demo']['chance_top1']:.1%})"
-            for key, name in (("colour_shape", "colour+shape"), ("colour", "colour"),
-                              ("shape", "shape"), ("background", "background"))
-        ]  # fmt: skip
-        n = d["colour_shape/demo"]["images"]
-        lines.append(f"demo held-out images ({n}): top-1 " + ", ".join(parts))
+    lines += (ev.get("extra") or {}).get("lines", [])
     if ev.get("retrieval"):
         r = ev["retrieval"]
         lines.append(
@@ -407,7 +391,7 @@ def evaluate_checkpoint(run: RunConfig, train: TrainConfig, eval: EvalConfig) ->
     else:  # a checkpoint of ours names the shards its run held out
         stored = (weights.run or {}).get("heldout_shards", [])
         shards = [s for s in stored if files.exists(s)]
-    if eplan.folder is None and not eplan.demo and not shards:
+    if eplan.folder is None and eplan.extra is None and not shards:
         raise ConfigError(
             "eval.image_folder", "nothing to evaluate: pass --image-folder or --retrieval-shards"
         )

@@ -209,7 +209,7 @@ class CLIP(nn.Module):
         self.transformer.init_weights()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute block activations in the backward pass (less memory, ~30% more compute)."""
+        """Recompute block activations in the backward pass (less memory, one more forward pass of compute)."""
         self.visual.transformer.grad_checkpointing = enable
         self.transformer.grad_checkpointing = enable
 

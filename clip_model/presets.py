@@ -7,9 +7,8 @@ from dataclasses import replace
 from clip_model.model import CLIPConfig, TextConfig, VisionConfig
 
 PRESETS: dict[str, CLIPConfig] = {
-    # Small enough to learn the demo world's colours and shapes in minutes on 2 slow CPU cores
-    # (~0.3 GFLOP per sample for a training step; ViT-B-32 needs ~27). Patch 8 at 64 px: the demo's
-    # small shapes cover whole patches.
+    # Small enough to learn coloured shapes in minutes on 2 slow CPU cores (a small fraction of
+    # ViT-B-32's FLOPs per sample). Patch 8 at 64 px: small shapes cover whole patches.
     "tiny": CLIPConfig(
         embed_dim=128,
         vision=VisionConfig(image_size=64, patch_size=8, width=128, layers=3),

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from clip_model import files, transforms
+from clip_model import files, preprocess
 from clip_model.data import Position, StreamConfig, make_loader
 from clip_model.distributed import DistEnv
 from clip_model.gradcache import cached_step
@@ -233,7 +233,7 @@ def backward(model, raw, images, texts, train: FitOptions, device: str) -> torch
 
 def train_step(model, raw, opt, sched, batch: dict, train: FitOptions, device: str):
     """One optimizer step on a loader batch; returns the (detached-later) loss."""
-    images = transforms.normalize(batch["images"].to(device, non_blocking=True))  # (B, 3, S, S)
+    images = preprocess.normalize(batch["images"].to(device, non_blocking=True))  # (B, 3, S, S)
     texts = batch["texts"].to(device, non_blocking=True)  # (B, T)
     opt.zero_grad(set_to_none=True)
     loss = backward(model, raw, images, texts, train, device)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from clip_model import files, transforms
+from clip_model import files, preprocess
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 SIMPLE_TEMPLATES = ("a photo of a {}.",)
@@ -127,8 +127,8 @@ class _Images(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         try:
-            img = transforms.decode(files.read_bytes(self.paths[i]), self.size)
-            return i, transforms.eval_transform(img, self.size)
+            img = preprocess.decode(files.read_bytes(self.paths[i]), self.size)
+            return i, preprocess.eval_transform(img, self.size)
         except Exception:  # PIL raises many types on corrupt bytes; the image is data, not a crash
             return i, None
 
@@ -171,7 +171,7 @@ def encode_images(model, images: torch.Tensor, device: str, batch: int = 256) ->
     """(N, 3, S, S) uint8 -> (N, D) normalised features."""
     feats = [
         model.encode_image(
-            transforms.normalize(images[i : i + batch].to(device)), normalize=True
+            preprocess.normalize(images[i : i + batch].to(device)), normalize=True
         ).float()
         for i in range(0, len(images), batch)
     ]

@@ -39,7 +39,7 @@ def pipeline_args(run: RunConfig, job_name: str) -> list[str]:
         if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
             args.append("--default_sdk_harness_log_level=ERROR")  # worker processes' INFO chatter
         if not any(a.endswith("pipeline_type_check") for a in args):
-            # Construction-time type inference disassembles every lambda's bytecode: ~0.35 CPU-s
+            # Construction-time type inference disassembles every lambda's bytecode: a visible share
             # of a download run's start-up. Our transforms declare no hints it could check.
             args.append("--no_pipeline_type_check")
     else:
@@ -101,7 +101,7 @@ def make_pipeline(
 
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
         # Bags shuffle as tasks on a cluster either way; saying so spares the driver the import
-        # of dask.dataframe that Dask's default lookup makes (over a CPU-second).
+        # of dask.dataframe that Dask's default lookup makes.
         dask.config.set({"dataframe.shuffle.method": "tasks"})
         return beam.Pipeline(runner=DaskRunner(), options=options)
     if run.is_local:

@@ -8,8 +8,8 @@ processes (queries, select; the download's are threads) instead of Beam's own
 difference is start-up: Beam and the named modules (the stage's transforms, which the workers
 would otherwise import while unpickling them) are imported with the cyclic garbage collector
 paused and then frozen, as the main process does (:func:`pipeline.stages.import_frozen`). That
-saves about half a CPU-second per worker process (a two-process run on 8 URLs: 3.8 -> 2.8 CPU-s)
-and keeps later collections from rescanning ~200k long-lived objects.
+saves a part of each worker process's start-up CPU (``python -m bench.bench_download`` measures
+start-up) and keeps later collections from rescanning Beam's long-lived objects.
 """
 
 from __future__ import annotations

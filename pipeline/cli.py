@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "shards": (
         "everything: demo world (unless real inputs are given) -> queries -> select -> download -> report",
         ["run", "demo_world", "queries", "select", "download", "report"],
-        "pipeline.shards:run",
+        "pipeline.all_stages:run",
     ),
     "train": (
         "train the bundled CLIP on the shards, then evaluate zero-shot",
@@ -139,14 +139,11 @@ def parse(argv: list[str]) -> tuple[str, dict[str, typing.Any], str | None]:
 
 def dispatch(command: str, configs: dict[str, typing.Any]) -> dict:
     """Run a parsed command; returns its summary."""
-    from pipeline import stages
-
     target = COMMANDS[command][2]
     if target.startswith("stage:"):
-        name = target.split(":", 1)[1]
-        stage = stages.STAGES[name]
-        result = stages.execute(name, configs["run"], configs[stage.section])
-        return result.summary
+        from pipeline import all_stages
+
+        return all_stages.execute(target.split(":", 1)[1], configs).summary
     module, func = target.split(":")
     import importlib
 
@@ -199,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wit: {e}", file=sys.stderr)
         return 1
     if command == "shards":
-        from pipeline.shards import format_summary
+        from pipeline.all_stages import format_summary
 
         print(format_summary(summary))
     elif summary:

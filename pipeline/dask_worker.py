@@ -2,8 +2,8 @@
 
     dask worker --scheduler-file F --preload pipeline.dask_worker    # the same on your cluster
 
-Importing Beam creates ~190k objects that live as long as the worker; frozen, later collections
-skip them (:func:`pipeline.stages.import_frozen` does the same for the driver, and
+Importing Beam creates a few hundred thousand objects that live as long as the worker; frozen,
+later collections skip them (:func:`pipeline.stages.import_frozen` does the same for the driver, and
 :mod:`pipeline.beam_worker` for the local runner's worker processes). Optional on a cluster you
 start yourself: the stages run the same without it, only each worker's start-up costs more CPU.
 """

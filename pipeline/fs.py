@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from typing import IO, Iterator
@@ -142,6 +143,15 @@ def delete(path: str) -> None:
             _fs().delete([path])
     elif os.path.exists(_local(path)):
         os.remove(_local(path))
+
+
+def remove_tree(path: str) -> None:
+    """Remove a directory and everything in it, if it exists."""
+    if is_remote(path):
+        if _fs().exists(path):
+            _fs().delete([path])
+    else:
+        shutil.rmtree(_local(path), ignore_errors=True)
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:

@@ -44,10 +44,10 @@ class Stage:
 def import_frozen(module: str, with_beam: bool = False):
     """Import a stage module (and Beam) with the cyclic GC paused, then freeze what it created.
 
-    Importing Beam creates ~190k objects that live as long as the process. With the collector on,
-    the import itself triggers full collections that rescan them (~0.4 CPU-s), and so does every
-    later one, down to the last at exit; frozen, the collector skips them for good (a download run's
-    start-up fell from ~4.0 to ~2.6 CPU-s).
+    Importing Beam creates a few hundred thousand objects that live as long as the process. With
+    the collector on, the import itself triggers full collections that rescan them, and so does
+    every later one, down to the last at exit; frozen, the collector skips them for good (the
+    saving is part of the start-up figures of ``python -m bench.bench_download``).
     """
     enabled = gc.isenabled()
     gc.disable()

@@ -14,10 +14,11 @@ class QueriesConfig:
 
     wiki_dumps: list = opt(
         [],
-        "MediaWiki XML export files or globs (*.xml.bz2, any Beam filesystem); empty: the demo world's",
+        "MediaWiki XML export files or globs (*.xml.bz2, any Beam filesystem); empty: wit shards with no input at all generates example ones",
     )
     pageviews: list = opt(
-        [], "Wikimedia hourly pageview files or globs (pageviews-*.gz); empty: the demo world's"
+        [],
+        "Wikimedia hourly pageview files or globs (pageviews-*.gz); empty: wit shards with no input at all generates example ones",
     )
     min_count: int = opt(100, "unigrams: keep words occurring at least this many times")
     bigram_min_count: int = opt(30, "bigrams: ignore pairs seen fewer times than this")

@@ -225,6 +225,7 @@ def _decompressed_blocks(f: IO[bytes], split: Split) -> Iterator[tuple[bytes | S
     offset = _find_stream(f, split.start, split.end)
     if offset is None:
         return
+    size = f.seek(0, 2)
     f.seek(offset)
     dec, fed = bz2.BZ2Decompressor(), False
     while True:
@@ -244,7 +245,13 @@ def _decompressed_blocks(f: IO[bytes], split: Split) -> Iterator[tuple[bytes | S
                     Skip("bz2_error", split.path, f"stream at byte {offset}: {e}"),
                     offset >= split.end,
                 )
-                return
+                # A damaged stream costs its own pages only: go on at the next stream header.
+                offset = _find_stream(f, offset + 1, size)
+                if offset is None:
+                    return
+                f.seek(offset)
+                dec, fed = bz2.BZ2Decompressor(), False
+                break
             data, fed = b"", True
             if out:
                 yield out, offset >= split.end
@@ -314,7 +321,8 @@ def _read_split(split: Split, max_page_bytes: int, seen: _Seen) -> Iterator[Page
                         if splitter.pending
                         else block
                     )
-                    return
+                    splitter = PageSplitter(max_page_bytes)  # the next stream starts afresh
+                    continue
                 if not seen.markup:
                     seen.markup = any(m in block for m in MARKUP)
                 for page in splitter.feed(block):

@@ -1,61 +1,40 @@
 """``wit queries``: build the query list from Wikipedia dumps, pageviews and WordNet.
 
-One Beam pipeline computes the Wikipedia sources' candidates (the corpus-sized work: reading,
-counting, joining) and writes them as JSON lines under ``queries/_work/``; WordNet's come from a
-local lexicon on the driver; the driver then assembles the list (a few hundred thousand candidates at most) and writes ``queries.parquet``, ``queries.txt``
-and ``report.json``.
+One Beam pipeline (:class:`queries.transforms.WikipediaSources`) computes the Wikipedia sources'
+candidates (the corpus-sized work: reading, counting, joining) and writes them as JSON lines
+under ``queries/_work/``; WordNet's come from a local lexicon on the driver; the driver then checks
+what was written, assembles the list (a few hundred thousand candidates at most) and writes
+``queries.parquet``, ``queries.txt`` and ``report.json``.
 """
 
 from __future__ import annotations
 
 import json
 
-import apache_beam as beam
-
 from pipeline import fs
 from pipeline.beam_runner import run_pipeline
 from pipeline.config import ConfigError, RunConfig, expand_inputs
 from pipeline.invariants import StageFailed, expect_equal, input_verdicts
 from pipeline.layout import Layout
-from pipeline.portable import Gather, ToListFn, WriteLines
-from queries import assemble, dump_reader, sources
+from queries import assemble, dump_reader, sources, transforms
 from queries.config import QueriesConfig
 from queries.sources import Candidate
-from queries.transforms import (
-    BigramSource,
-    PageviewCounts,
-    ReadWikiCounts,
-    TitleSource,
-    UnigramSource,
-)
+from queries.transforms import SourceSettings, WikipediaSources
 from queries.wordnet_data import WordNetMissing
 
-DEMO_DUMP = "wiki/enwiki-20240101-pages-articles-multistream.xml.bz2"
-DEMO_PAGEVIEWS = "pageviews/pageviews-*.gz"
 
-
-def resolve_inputs(run: RunConfig, cfg: QueriesConfig) -> tuple[list[str], list[str]]:
-    """Dump and pageview paths: the configured ones, else the demo world's; ConfigError if none."""
-    world = Layout(run.out).world
-    if cfg.wiki_dumps:
-        dumps = expand_inputs(cfg.wiki_dumps, "queries.wiki_dumps")
-    else:
-        dumps = fs.glob(fs.join(world, DEMO_DUMP))
-        if not dumps:
+def resolve_inputs(cfg: QueriesConfig) -> tuple[list[str], list[str]]:
+    """The dump and pageview files to read; a ConfigError names the flag when there are none."""
+    found = []
+    for key, flag in (("wiki_dumps", "--wiki-dumps"), ("pageviews", "--pageviews")):
+        if not getattr(cfg, key):
             raise ConfigError(
-                "queries.wiki_dumps",
-                f"no dump given and no demo world at {world} (run `wit demo-world` first)",
+                f"queries.{key}",
+                f"no files given: pass {flag} (`wit shards` with no inputs at all generates "
+                "example ones)",
             )
-    if cfg.pageviews:
-        views = expand_inputs(cfg.pageviews, "queries.pageviews")
-    else:
-        views = fs.glob(fs.join(world, DEMO_PAGEVIEWS))
-        if not views:
-            raise ConfigError(
-                "queries.pageviews",
-                f"no pageview files given and none in the demo world at {world}",
-            )
-    return dumps, views
+        found.append(expand_inputs(getattr(cfg, key), f"queries.{key}"))
+    return found[0], found[1]
 
 
 MIN_SPLITS = 16  # a dump is cut into at least this many byte ranges (when large enough)
@@ -67,79 +46,29 @@ def plan_splits(dumps: list[str], split_bytes: int) -> list[dump_reader.Split]:
     return [s for d in dumps for s in dump_reader.plan_splits(d, split_bytes, MIN_SPLITS)]
 
 
-def _outputs(pcoll, name: str, work: str):
-    """Write ``pcoll``'s JSON lines under ``<work>/<name>-*.jsonl``; yields (name, path, lines)."""
-    return (
-        pcoll
-        | f"Write_{name}" >> WriteLines(fs.join(work, name))
-        | f"Name_{name}" >> beam.MapTuple(lambda path, n: (name, path, n))
+def source_settings(cfg: QueriesConfig) -> SourceSettings:
+    """The thresholds and policies the Wikipedia sources need, from the stage's configuration."""
+    return SourceSettings(
+        max_page_bytes=cfg.max_page_mb << 20,
+        lower=cfg.case == "lower",
+        case=cfg.case,
+        min_count=cfg.min_count,
+        bigram_min_count=cfg.bigram_min_count,
+        pmi_threshold=cfg.pmi_threshold,
+        bigram_top_n=cfg.bigram_top_n,
+        min_views=cfg.min_views,
+        titles_in_dump=cfg.titles_in_dump,
+        title_strip_qualifier=cfg.title_strip_qualifier,
+        pageview_projects=tuple(cfg.pageview_projects),
+        pageview_excluded=tuple(cfg.pageview_excluded),
+        pageview_hour_min=cfg.pageview_hour_min,
+        n_shards=N_SHARDS,
     )
-
-
-def build_pipeline(p, cfg: QueriesConfig, splits: list, views: list[str], work: str) -> None:
-    """The Wikipedia sources: each writes ``<work>/<source>-*.jsonl``, and the last step lists
-    every file written (``<work>/outputs.json``) for :func:`read_outputs` to check."""
-    lower = cfg.case == "lower"
-    wiki = (
-        p
-        | "DumpSplits" >> beam.Create(splits)
-        | "Wiki"
-        >> ReadWikiCounts(
-            cfg.max_page_mb << 20, lower, n_shards=N_SHARDS, bigram_floor=cfg.bigram_min_count
-        )
-    )
-    pv = (
-        p
-        | "PageviewPaths" >> beam.Create(views)
-        | "Pageviews"
-        >> PageviewCounts(cfg.pageview_projects, cfg.pageview_excluded, cfg.pageview_hour_min)
-    )
-    titles = (pv["views"], wiki["titles"]) | "Titles" >> TitleSource(
-        cfg.min_views, cfg.titles_in_dump, cfg.title_strip_qualifier, cfg.case
-    )
-    candidates = {
-        "wiki_unigram": wiki["unigrams"] | "Unigrams" >> UnigramSource(cfg.min_count),
-        "wiki_bigram": (wiki["unigrams"], wiki["bigrams"])
-        | "Bigrams" >> BigramSource(cfg.bigram_min_count, cfg.pmi_threshold, cfg.bigram_top_n),
-        "wiki_title": titles["candidates"],
-    }
-    written = [
-        _outputs(pcoll | f"Json_{name}" >> beam.Map(Candidate.to_json), name, work)
-        for name, pcoll in candidates.items()
-    ]
-    stats = (
-        (wiki["stats"], pv["stats"], titles["stats"])
-        | "AllStats" >> beam.Flatten()
-        | "StatsJson" >> beam.MapTuple(lambda k, n: json.dumps([k, n]))
-    )
-    written.append(_outputs(stats, "stats", work))
-    _ = (
-        written
-        | "AllWritten" >> beam.Flatten()
-        | "ListWritten" >> Gather(ToListFn())
-        | "WriteList"
-        >> beam.Map(
-            lambda files, path: fs.write_text_atomic(path, json.dumps(sorted(files))),
-            fs.join(work, OUTPUTS),
-        )
-    )
-
-
-OUTPUTS = "outputs.json"
-
-
-def _clear(work: str) -> None:
-    """Empty the work directory: a previous run's candidates must not leak into this one."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if fs.exists(work):
-        FileSystems.delete([work])
-    fs.makedirs(work)
 
 
 def read_outputs(work: str) -> dict[str, list[str]]:
     """Each output's JSON lines, after checking every file the pipeline listed is there, whole."""
-    listing = fs.join(work, OUTPUTS)
+    listing = fs.join(work, transforms.OUTPUTS)
     if not fs.exists(listing):
         raise StageFailed("queries", f"the pipeline finished without writing {listing}")
     lines: dict[str, list[str]] = {name: [] for name in (*sources.SOURCES[:3], "stats")}
@@ -198,20 +127,22 @@ def thresholds(cfg: QueriesConfig) -> dict:
 def run(run: RunConfig, queries: QueriesConfig) -> dict:
     """Build ``<out>/queries/``; returns a summary with the number of queries per source."""
     cfg = queries
-    dumps, views = resolve_inputs(run, cfg)
+    dumps, views = resolve_inputs(cfg)
     out_dir = Layout(run.out).queries
     work = fs.join(out_dir, "_work")
-    _clear(work)
+    fs.remove_tree(work)  # a previous run's candidates must not leak into this one
+    fs.makedirs(work)
     try:  # before any Beam work, so a machine without WordNet fails fast
         wordnet = sources.wordnet_candidates(cfg.wordnet, cfg.case)
     except WordNetMissing as e:
         raise ConfigError("queries.wordnet", str(e)) from None
 
     splits = plan_splits(dumps, cfg.split_mb << 20)
+    settings = source_settings(cfg)
     run_pipeline(
         run,
         "wit-queries",
-        lambda p: build_pipeline(p, cfg, splits, views, work),
+        lambda p: p | "Sources" >> WikipediaSources(settings, splits, views, work),
         ("queries.transforms",),
     )
     outputs = read_outputs(work)

@@ -25,6 +25,7 @@ import unicodedata
 import regex
 
 _WORD = r"[\p{L}\p{M}\p{N}]+(?:['\-][\p{L}\p{M}\p{N}]+)*"
+WORD = regex.compile(_WORD)  # the word rule, also the token rule of caption matching
 # a word, or one "break": any run of characters that is neither a word character nor blank
 _SCAN = regex.compile(rf"({_WORD})|[^\p{{L}}\p{{M}}\p{{N}} \t]+")
 _HAS_LETTER = regex.compile(r"\p{L}")

@@ -4,7 +4,7 @@
 ``UnigramSource``, ``BigramSource`` (PMI), ``PageviewCounts`` + ``TitleSource``. WordNet is not
 corpus-sized (148,730 names from a local lexicon) and is derived on the driver
 (:func:`queries.sources.wordnet_candidates`): through Beam's local runner, one element per name
-cost ~50 s for a 1 s job, and every remote worker would need the WordNet files.
+cost far more than the work itself, and every remote worker would need the WordNet files.
 Counting pre-aggregates inside each split (a :class:`~queries.sources.TextCounter` drained when
 full and at the end of the split) and ships the counts as a few dicts per split, sharded by a
 stable hash of the word, which a combiner merges per shard: Beam's cost is per element, so this
@@ -18,10 +18,14 @@ reads a side input: see :mod:`pipeline.portable` for why.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.portable import Gather, SumCounts, WithValue
+from pipeline import fs
+from pipeline.portable import Gather, SumCounts, ToListFn, WithValue, WriteLines
 from queries import dump_reader, pageviews, sources
 from queries.sources import Candidate
 
@@ -285,3 +289,91 @@ class TitleSource(beam.PTransform):
             "candidates": candidates,
             "stats": only(outcome, "stats", "Stats") | "SumStats" >> beam.CombinePerKey(sum),
         }
+
+
+OUTPUTS = "outputs.json"  # the list of files the sources wrote, the pipeline's last step
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Thresholds and policies of the Wikipedia sources (small and picklable)."""
+
+    max_page_bytes: int
+    lower: bool
+    case: str
+    min_count: int
+    bigram_min_count: int
+    pmi_threshold: float
+    bigram_top_n: int
+    min_views: int
+    titles_in_dump: bool
+    title_strip_qualifier: bool
+    pageview_projects: tuple
+    pageview_excluded: tuple
+    pageview_hour_min: int
+    n_shards: int = 64
+
+
+def _written(pcoll, name: str, work: str):
+    """Write ``pcoll``'s JSON lines under ``<work>/<name>-*.jsonl``; yields (name, path, lines)."""
+    return (
+        pcoll
+        | f"Write_{name}" >> WriteLines(fs.join(work, name))
+        | f"Name_{name}" >> beam.MapTuple(lambda path, n: (name, path, n))
+    )
+
+
+class WikipediaSources(beam.PTransform):
+    """The query list's corpus-sized work, from the pipeline's start: dump splits and pageview
+    files -> unigram, bigram and title candidates and input statistics, each written as JSON lines
+    under ``work``; the last step lists every file written in ``<work>/outputs.json``."""
+
+    def __init__(self, settings: SourceSettings, splits: list, views: list[str], work: str):
+        super().__init__()
+        self.settings, self.splits, self.views, self.work = settings, splits, views, work
+
+    def expand(self, pbegin):
+        s, work = self.settings, self.work
+        wiki = (
+            pbegin
+            | "DumpSplits" >> beam.Create(self.splits)
+            | "Wiki"
+            >> ReadWikiCounts(
+                s.max_page_bytes, s.lower, n_shards=s.n_shards, bigram_floor=s.bigram_min_count
+            )
+        )
+        pv = (
+            pbegin
+            | "PageviewPaths" >> beam.Create(self.views)
+            | "Pageviews"
+            >> PageviewCounts(s.pageview_projects, s.pageview_excluded, s.pageview_hour_min)
+        )
+        titles = (pv["views"], wiki["titles"]) | "Titles" >> TitleSource(
+            s.min_views, s.titles_in_dump, s.title_strip_qualifier, s.case
+        )
+        candidates = {
+            "wiki_unigram": wiki["unigrams"] | "Unigrams" >> UnigramSource(s.min_count),
+            "wiki_bigram": (wiki["unigrams"], wiki["bigrams"])
+            | "Bigrams" >> BigramSource(s.bigram_min_count, s.pmi_threshold, s.bigram_top_n),
+            "wiki_title": titles["candidates"],
+        }
+        written = [
+            _written(pcoll | f"Json_{name}" >> beam.Map(Candidate.to_json), name, work)
+            for name, pcoll in candidates.items()
+        ]
+        stats = (
+            (wiki["stats"], pv["stats"], titles["stats"])
+            | "AllStats" >> beam.Flatten()
+            | "StatsJson" >> beam.MapTuple(lambda k, n: json.dumps([k, n]))
+        )
+        written.append(_written(stats, "stats", work))
+        return (
+            written
+            | "AllWritten" >> beam.Flatten()
+            | "ListWritten" >> Gather(ToListFn())
+            | "WriteList"
+            >> beam.Map(
+                lambda files, path: fs.write_text_atomic(path, json.dumps(sorted(files))),
+                fs.join(work, OUTPUTS),
+            )
+        )

@@ -8,6 +8,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.select import metadata
 from pipeline.select.extract import SELECTION_SCHEMA  # the selection contract
 from pipeline.select.normalize import uid_for
 
@@ -34,18 +35,18 @@ def write_selection(
     cap: int | None = None,
     oversample: float = 1.0,
 ) -> None:
-    """Write ``<out>/selection/part-NNNNN.parquet`` (sorted by uid per file) and config.json."""
+    """Write ``<out>/selection/part-NNNNN.parquet`` (sorted by uid per file) and the selection's
+    ``_selection.json``, as ``wit select`` does."""
     sel = os.path.join(out, "selection")
     os.makedirs(sel, exist_ok=True)
+    parts = []
     for i, lo in enumerate(range(0, len(rows), per_part)):
         chunk = sorted(rows[lo : lo + per_part], key=lambda r: r["uid"])
-        pq.write_table(
-            pa.Table.from_pylist(chunk, schema=SELECTION_SCHEMA),
-            os.path.join(sel, f"part-{i:05d}.parquet"),
-        )
-    if cap is not None:
-        with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump({"select": {"cap": cap, "oversample": oversample}}, f)
+        path = os.path.join(sel, f"part-{i:05d}.parquet")
+        pq.write_table(pa.Table.from_pylist(chunk, schema=SELECTION_SCHEMA), path)
+        parts.append((path, len(chunk)))
+    info = {"cap": cap or len(rows), "oversample": oversample if cap else 1.0, "mode": "exact"}
+    metadata.write(sel, info, parts)
 
 
 def shard_layout(folder: str) -> dict:

@@ -75,7 +75,7 @@ def _write(case: dict, tmp: Path) -> str:
 
 
 def _run_pairs(case: dict, tmp: Path) -> dict:
-    from pipeline.select.candidates import ReaderSpec, iter_pairs
+    from pipeline.select.readers import ReaderSpec, iter_pairs
 
     tally: Counter = Counter()
     spec = ReaderSpec(**case.get("options", {}))
@@ -121,7 +121,7 @@ def child(limit_mb: int) -> None:
     from PIL import Image
 
     import pipeline.download.images  # noqa: F401
-    import pipeline.select.candidates  # noqa: F401
+    import pipeline.select.readers  # noqa: F401
     import queries.dump_reader  # noqa: F401
     import queries.pageviews  # noqa: F401
 

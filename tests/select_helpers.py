@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from warcio.warcwriter import WARCWriter
 
-
-def envelope(page_url: str, links: list[dict], base: str | None = None) -> dict:
-    """The WAT JSON of one HTML response, in Common Crawl's shape."""
-    head: dict = {"Title": "a page"}
-    if base is not None:
-        head["Base"] = base
-    return {
-        "Container": {"Filename": "x.warc.gz", "Compressed": True},
-        "Envelope": {
-            "Format": "WARC",
-            "WARC-Header-Length": "500",
-            "WARC-Header-Metadata": {"WARC-Type": "response", "WARC-Target-URI": page_url},
-            "Payload-Metadata": {
-                "Actual-Content-Type": "application/http; msgtype=response",
-                "HTTP-Response-Metadata": {
-                    "Response-Message": {"Status": "200"},
-                    "HTML-Metadata": {"Head": head, "Links": links},
-                },
-            },
-        },
-    }
+from pipeline.demo_world import wat
 
 
 def img(url: str | None, alt: str | None = None, title: str | None = None) -> dict:
@@ -52,20 +30,9 @@ def write_wat(path: Path, pages: list, *, raw_payloads: list[bytes] = ()) -> Pat
     ``pages`` holds ``(page_url, links)`` or ``(page_url, links, base)`` tuples;
     ``raw_payloads`` are written verbatim as extra metadata records (hostile bodies).
     """
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=True)
-    writer.write_record(writer.create_warcinfo_record("x.warc.wat.gz", {"software": "test"}))
-    bodies = [(p[0], json.dumps(envelope(*p)).encode("utf-8")) for p in pages]
+    bodies = [(p[0], json.dumps(wat.page_envelope(*p)).encode("utf-8")) for p in pages]
     bodies += [(f"http://raw.example/{i}", b) for i, b in enumerate(raw_payloads)]
-    for uri, body in bodies:
-        record = writer.create_warc_record(
-            uri,
-            "metadata",
-            payload=io.BytesIO(body),
-            warc_headers_dict={"Content-Type": "application/json"},
-        )
-        writer.write_record(record)
-    path.write_bytes(buf.getvalue())
+    wat.write_records(str(path), path.name, bodies)
     return path
 
 

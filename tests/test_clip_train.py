@@ -41,7 +41,7 @@ SMALL = ["--model-image-size", "32", "--context-length", "12", "--bpe-vocab-size
 def _argv(out, shards, *extra) -> list[str]:
     return ["--out", str(out), "--shards", os.path.dirname(shards[0]) + "/*.tar", "--steps", "3",
             "--batch-size", "8", "--warmup", "1", "--loader-workers", "1", "--log-every", "1",
-            "--save-every", "2", "--zs-images", "24", "--retrieval-pairs", "16", "--demo-eval", "on",
+            "--save-every", "2", "--zs-images", "24", "--retrieval-pairs", "16", "--extra-eval", "pipeline.demo_world.eval_images:evaluate_run",
             *SMALL, *extra]  # fmt: skip
 
 
@@ -82,7 +82,7 @@ def test_main_trains_evaluates_and_writes_metrics(trained):
 def test_wit_eval_scores_a_checkpoint_on_an_image_folder(trained, capsys):
     out = trained
     folder = str(out / "eval_images")
-    argv = ["eval", "--out", str(out), "--image-folder", folder, "--demo-eval", "off",
+    argv = ["eval", "--out", str(out), "--image-folder", folder,
             "--templates", "simple", "--eval-workers", "0", "--retrieval-pairs", "16"]  # fmt: skip
     assert main(argv) == 0
     err = capsys.readouterr().err

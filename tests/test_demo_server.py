@@ -12,15 +12,10 @@ import requests
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.demo_world import scene, urls
-from pipeline.demo_world.server import (
-    ByteLRU,
-    DemoServer,
-    ServerOptions,
-    bomb_png,
-    serve,
-    serve_process,
-    serve_world,
-)
+from pipeline.demo_world.byte_cache import ByteLRU
+from pipeline.demo_world.hostile_bodies import bomb_png
+from pipeline.demo_world.server import DemoServer, ServerOptions, serve, serve_world
+from pipeline.demo_world.server_process import serve_process
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,7 @@ import mwparserfromhell
 import mwxml
 import pytest
 
-from pipeline.demo_world import scene, wiki
+from pipeline.demo_world import mediawiki, scene, wiki
 
 XML = "wiki/enwiki-20240101-pages-articles-multistream.xml.bz2"
 INDEX = "wiki/enwiki-20240101-pages-articles-multistream-index.txt.bz2"
@@ -49,7 +49,7 @@ def test_revisions_carry_real_metadata(pages):
     for _, rev in pages:
         assert rev.model == "wikitext" and rev.format == "text/x-wiki"
         assert rev.bytes == len(rev.text.encode("utf-8"))
-        assert rev.sha1 == wiki.sha1_base36(rev.text) and len(rev.sha1) == 31
+        assert rev.sha1 == mediawiki.sha1_base36(rev.text) and len(rev.sha1) == 31
         assert re.fullmatch(r"2023-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(rev.timestamp))
 
 
@@ -115,7 +115,7 @@ def test_scene_words_and_title_bigrams_are_frequent(pages):
 
 def test_sha1_base36_matches_mediawiki():
     assert (
-        wiki.sha1_base36("") == "phoiac9h4m842xq45sp7s6u21eteeq1"
+        mediawiki.sha1_base36("") == "phoiac9h4m842xq45sp7s6u21eteeq1"
     )  # blank revisions in real dumps
 
 

@@ -7,6 +7,7 @@ import collections
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -349,7 +350,9 @@ def test_no_allow_flag_refuses_loopback(server, tmp_path):
     assert server.stats()["requests"] == before  # refused before connecting
 
 
-def test_demo_world_allowance_serves_and_allows_its_port(tmp_path):
+def test_the_demo_world_is_served_and_allowed_around_its_download_only(tmp_path):
+    from pipeline import all_stages
+
     out = str(tmp_path)
     with serve(0) as probe:  # find a free port, then release it
         port = probe.port
@@ -357,10 +360,15 @@ def test_demo_world_allowance_serves_and_allows_its_port(tmp_path):
     with open(os.path.join(out, "world", "manifest.json"), "w") as f:
         json.dump({"seed": 0, "port": port}, f)
     write_selection(out, _rows(port, n=6, faults={}))
-    summary = stage.run(RunConfig(out=out, workers=1, progress=False), _config(None))
-    assert summary["downloaded"] == 6
+    run = RunConfig(out=out, workers=1, progress=False)
+    alone = stage.run(run, _config(None))  # the stage itself knows no demo world
+    assert alone["downloaded"] == 0
+    assert set(alone["by_status"]) == {"failed_to_download"}
+    shutil.rmtree(os.path.join(out, "shards"))  # no staged refusals to reuse
+    result = all_stages.execute("download", {"run": run, "download": _config(None)})
+    assert result.summary["downloaded"] == 6
     report = json.load(open(os.path.join(out, "reports", "download.json")))
-    assert report["demo_allow_hosts"] == [f"127.0.0.1:{port}"]
+    assert report["allow_hosts"] == [f"127.0.0.1:{port}"]
 
 
 def test_retry_failed_refetches_only_retryable_failures(server, tmp_path):

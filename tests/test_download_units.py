@@ -327,17 +327,41 @@ def test_tar_bytes_equal_what_tarfile_writes():
     assert meta["caption"] == rows[1]["caption"] and "seconds" not in meta
 
 
-def test_trim_keeps_cap_per_query_with_shared_pairs():
-    successes = [(f"u{i:03d}", [i % 3]) for i in range(60)] + [("shared", [0, 1]), ("free", [])]
-    kept = trim.kept_uids(successes, cap=5)
-    assert "free" in kept
-    for q in range(3):
+def _kept_by_brute_force(successes, cap):
+    """The trim by hand: per query its ``cap`` pairs of smallest rank; unselected pairs stay."""
+    kept = {u for u, sel in successes if not sel}
+    for q in {q for _, sel in successes for q in sel}:
         members = [u for u, sel in successes if q in sel]
-        expected = sorted(members, key=lambda u: trim.rank(q, u))[:5]
-        assert set(expected) <= kept
-    # every kept pair is kept by at least one of its queries, and no query keeps more than cap
-    assert len(kept - {"free"}) <= 15
-    assert trim.kept_uids(list(reversed(successes)), cap=5) == kept  # order does not matter
+        kept.update(sorted(members, key=lambda u: trim.rank(q, u))[:cap])
+    return kept
+
+
+def _trimmed(infos, cap):
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.testing import test_pipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.download.phases import ShardInfo
+    from pipeline.download.transforms import TrimPerQuery
+
+    def check(expected):
+        with test_pipeline.TestPipeline(runner=FnApiRunner()) as p:
+            shards = [ShardInfo(i, len(s), tuple(s)) for i, s in enumerate(infos)]
+            kept = p | beam.Create(shards) | TrimPerQuery(cap)
+            assert_that(kept, equal_to(expected))
+
+    return check
+
+
+def test_trim_keeps_cap_per_query_with_shared_pairs():
+    successes = [(f"u{i:03d}", (i % 3,)) for i in range(60)] + [("shared", (0, 1)), ("free", ())]
+    shards = [successes[:25], successes[25:]]  # the trim spans shards
+    expected = _kept_by_brute_force(successes, cap=5)
+    assert "free" in expected and len(expected - {"free"}) <= 15
+    where = {u: i for i, s in enumerate(shards) for u, _ in s}
+    _trimmed(shards, 5)(sorted((where[u], u) for u in expected))
+    _trimmed(shards, None)(sorted((where[u], u) for u, _ in successes))  # no cap: all kept
 
 
 # -- process settings ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from pipeline.config import ConfigError, build_section
 from pipeline.demo_world import scene
-from pipeline.demo_world.server import pixel_jpeg, strip_png
+from pipeline.demo_world.hostile_bodies import pixel_jpeg, strip_png
 from pipeline.download import images
 from pipeline.download.config import DownloadConfig
 

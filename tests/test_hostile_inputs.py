@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import ConfigError
+from pipeline.demo_world.mediawiki import DumpPage, write_multistream
 from pipeline.select import extract, matching
-from pipeline.select.candidates import ReaderSpec, iter_pairs
 from pipeline.select.normalize import FilterSpec
+from pipeline.select.readers import ReaderSpec, iter_pairs
 from pipeline.select.stage import load_matcher
 from queries.dump_reader import DumpFile, Page, read_dump
-from queries.dump_writer import DumpPage, write_multistream
 from queries.pageviews import PageviewFilter, read_hour_file
 from queries.sources import TextCounter
 from tests.select_helpers import img, write_queries, write_wat

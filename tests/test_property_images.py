@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.demo_world.server import bomb_png, pixel_jpeg, strip_png
+from pipeline.demo_world.hostile_bodies import bomb_png, pixel_jpeg, strip_png
 from pipeline.download import images
 from tests.hostile_worker import HostileWorker
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from queries.dump_writer import FOOTER, HEADER, DumpPage, page_xml
+from pipeline.demo_world.mediawiki import FOOTER, HEADER, DumpPage, page_xml
 from tests.hostile_worker import HostileWorker
 from tests.select_helpers import img, write_wat
 

@@ -2,10 +2,18 @@
 
 import bz2
 import collections
+import re
 
 import mwxml
 import pytest
 
+from pipeline.demo_world.mediawiki import (
+    HEADER,
+    DumpPage,
+    page_xml,
+    write_multistream,
+    write_single_stream,
+)
 from queries.dump_reader import (
     DumpFile,
     Page,
@@ -16,7 +24,6 @@ from queries.dump_reader import (
     read_dump,
     read_split,
 )
-from queries.dump_writer import HEADER, DumpPage, page_xml, write_multistream, write_single_stream
 
 
 def _pages(n, words=30):
@@ -205,3 +212,20 @@ def test_page_splitter_handles_markers_split_across_feeds():
 
 def test_parse_page_without_title():
     assert parse_page(b"<page><ns>0</ns></page>", "s").reason == "xml_error"
+
+
+@pytest.mark.parametrize("split_bytes", [10**9, 700])
+def test_a_damaged_stream_costs_only_its_own_pages(tmp_path, split_bytes):
+    """A bz2 error in one stream of a multistream dump: the reader resumes at the next stream
+    header, so the split's later streams (and the file's verdict) are not lost with it."""
+    path = tmp_path / "enwiki-pages-articles-multistream.xml.bz2"
+    write_multistream(str(path), _pages(40), pages_per_stream=10)
+    data = bytearray(path.read_bytes())
+    starts = [m.start() for m in re.finditer(rb"BZh91AY&SY", bytes(data))]
+    second = starts[2]  # header stream, pages 1-10, then the stream of pages 11-20
+    data[second + 40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    records = list(read_dump(str(path), split_bytes=split_bytes))
+    assert _ids(records) == [i for i in range(1, 41) if not 11 <= i <= 20]
+    assert _skips(records)["bz2_error"] == 1
+    assert [r for r in records if isinstance(r, DumpFile)] == [DumpFile(str(path), None)]

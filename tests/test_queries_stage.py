@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import ConfigError, RunConfig, build_section
+from pipeline.demo_world import stand_in
 from queries.config import QueriesConfig
 from queries.sources import SOURCES
 from queries.stage import run
@@ -14,8 +15,14 @@ TINY = dict(min_count=5, bigram_min_count=3, pmi_threshold=2.0, min_views=50, ta
 
 
 @pytest.mark.slow
+def _tiny(tiny_out, **kw) -> QueriesConfig:
+    """The tiny world's dumps and pageviews as explicit inputs, as ``wit shards`` gives them."""
+    files = stand_in.inputs(str(tiny_out / "world"))
+    return QueriesConfig(**TINY, wiki_dumps=files["wiki_dumps"], pageviews=files["pageviews"], **kw)
+
+
 def test_tiny_world_end_to_end(tiny_out):
-    summary = run(RunConfig(out=str(tiny_out), workers=2), QueriesConfig(**TINY))
+    summary = run(RunConfig(out=str(tiny_out), workers=2), _tiny(tiny_out))
     rows = pq.read_table(tiny_out / "queries" / "queries.parquet").to_pylist()
     assert summary["queries"] == len(rows) == 3000
     assert set(summary["per_source"]) == set(SOURCES) and all(summary["per_source"].values())
@@ -113,7 +120,7 @@ def test_missing_wordnet_is_a_config_error_naming_both_remedies(tiny_out, tmp_pa
     sources.wordnet_candidates.cache_clear()
     try:
         with pytest.raises(ConfigError) as e:
-            run(RunConfig(out=str(tiny_out)), QueriesConfig(**TINY))
+            run(RunConfig(out=str(tiny_out)), _tiny(tiny_out))
     finally:
         sources.wordnet_candidates.cache_clear()
     assert e.value.key == "queries.wordnet"

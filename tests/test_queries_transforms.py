@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.beam_runner import make_pipeline
 from pipeline.config import RunConfig
-from queries.dump_writer import DumpPage, write_multistream
+from pipeline.demo_world.mediawiki import DumpPage, write_multistream
 from queries.sources import Candidate
 from queries.stage import plan_splits
 from queries.transforms import (

@@ -6,6 +6,7 @@ import pytest
 
 from pipeline.select import matching
 from pipeline.select.matching import Matcher, match_text, tokens
+from queries.tokenize import WORD
 from tests.select_helpers import write_queries
 
 QUERIES = [
@@ -82,7 +83,7 @@ def test_tokens_ascii_fast_path_equals_regex_path():
         "'quoted' word's",
     ]:
         fast = tokens(text)
-        slow = matching._TOKEN.findall(text.lower())
+        slow = WORD.findall(text.lower())
         assert fast == slow, text
 
 

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.select.candidates import ReaderSpec, iter_pairs
-from tests.select_helpers import envelope, img, write_wat
+from pipeline.demo_world.wat import page_envelope as envelope
+from pipeline.select.readers import ReaderSpec, iter_pairs
+from tests.select_helpers import img, write_wat
 
 SPEC = ReaderSpec()
 

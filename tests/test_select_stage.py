@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import ConfigError, RunConfig
-from pipeline.demo_world import scene
+from pipeline.demo_world import scene, stand_in
 from pipeline.select import stage
 from pipeline.select.config import SelectConfig
 from tests.select_helpers import img, write_queries, write_wat
@@ -179,8 +179,8 @@ def test_config_errors_before_any_work(inputs, tmp_path):
         )
     assert e.value.key == "select.wat"
     with pytest.raises(ConfigError) as e:
-        stage.run(run, SelectConfig(queries_file=str(queries)))  # no inputs and no demo world
-    assert e.value.key == "select.wat" and "demo-world" in str(e.value)
+        stage.run(run, SelectConfig(queries_file=str(queries)))  # no inputs
+    assert e.value.key == "select.wat" and "--wat or --tables" in str(e.value)
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 not really")
     for path in (bad, write_queries(tmp_path / "empty.parquet", [])):
@@ -199,7 +199,9 @@ def test_tiny_demo_world(tiny_out):
         list(scene.COLOURS) + list(scene.SHAPES) + ["red circle", "blue square", "two", "three"]
     )
     write_queries(tiny_out / "queries" / "queries.parquet", queries)
-    summary = stage.run(RunConfig(out=str(tiny_out), workers=1), SelectConfig(cap=20, mode="exact"))
+    files = stand_in.inputs(str(tiny_out / "world"))  # as `wit shards` gives them
+    select = SelectConfig(cap=20, mode="exact", wat=files["wat"], tables=files["tables"])
+    summary = stage.run(RunConfig(out=str(tiny_out), workers=1), select)
     report = json.loads((tiny_out / "reports" / "select.json").read_text())
     check_accounting(report)
     sources = {Path(f["source_file"]).parent.name for f in report["files"]}

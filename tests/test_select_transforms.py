@@ -13,8 +13,8 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.select import balance, extract, matching, transforms
-from pipeline.select.candidates import ReaderSpec
 from pipeline.select.normalize import FilterSpec
+from pipeline.select.readers import ReaderSpec
 from tests.select_helpers import img, query_id, write_queries, write_wat
 
 QUERIES = ["cat", "dog", "red car"]

@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from pipeline import cli, stages
+from pipeline import all_stages, cli
 from pipeline.invariants import StageFailed
 
 QUERY_FLAGS = ["--min-count", "3", "--bigram-min-count", "3", "--min-views", "10"]
@@ -25,9 +25,7 @@ def _configs(out, command: str, *extra: str) -> dict:
 
 
 def _execute(out, name: str, *extra: str):
-    configs = _configs(out, name, *extra)
-    stage = stages.STAGES[name]
-    return stages.execute(name, configs["run"], configs[stage.section], echo=lambda _: None)
+    return all_stages.execute(name, _configs(out, name, *extra))
 
 
 def _fails(out, name: str, capsys, *extra: str) -> str:

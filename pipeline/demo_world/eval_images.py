@@ -62,11 +62,6 @@ def world_seed(out: str, default: int = 0) -> int:
     return int(json.loads(fs.read_text(path)).get("seed", default)) if fs.exists(path) else default
 
 
-def is_demo(out: str) -> bool:
-    """Whether ``out`` holds a generated demo world (its shards are the demo's)."""
-    return fs.exists(Layout(out).world_manifest)
-
-
 def demo_classes(names: set[str] | None) -> list[tuple[str, str]]:
     """(colour, shape) classes; those named in the query list when it names at least two."""
     classes = [(c, s) for c in S.COLOURS for s in S.SHAPES]
@@ -184,16 +179,51 @@ def evaluate(
     return results
 
 
+def evaluate_run(model, tokenizer, out: str, seed: int, ev, templates, device, pairs: bool) -> dict:
+    """The trainer's ``eval.extra_eval`` hook for the demo shards (configs/train_demo.yaml):
+    write the held-out folder under ``out``, score the demo's tasks, and draw retrieval pairs from
+    the generator when no shard was held out. Returns ``{"demo": ..., "demo_folder": ...,
+    "headline": ..., "lines": [...]}`` (and ``"retrieval"``)."""
+    root, seed = fs.join(out, FOLDER), world_seed(out, seed)
+    write_eval_folder(root, seed, ev.zs_images, demo_classes(query_names(out)))
+    demo = evaluate(
+        model, tokenizer, root, seed, device, templates, ev.eval_batch_size, ev.eval_workers
+    )
+    head = demo["colour_shape/demo"]
+    result = {
+        "demo": demo,
+        "demo_folder": root,
+        "headline": {"task": "zero-shot top-1, demo held-out colour+shape", **head},
+        "lines": [_line(demo)],
+    }
+    if pairs:  # no shard was held out: pairs the generator draws for the purpose
+        images, texts = demo_pairs(ev.retrieval_pairs, seed, model.cfg.vision.image_size)
+        image_f = Z.encode_images(model, images, device)
+        text_f = Z.encode_texts(model, tokenizer, texts, device)
+        result["retrieval"] = {**Z.retrieval(image_f, text_f), "source": "generated demo pairs"}
+    return result
+
+
+def _line(demo: dict) -> str:
+    parts = [
+        f"{name} {demo[f'{key}/demo']['top1']:.1%} (chance {demo[f'{key}/demo']['chance_top1']:.1%})"
+        for key, name in (("colour_shape", "colour+shape"), ("colour", "colour"),
+                          ("shape", "shape"), ("background", "background"))
+    ]  # fmt: skip
+    n = demo["colour_shape/demo"]["images"]
+    return f"demo held-out images ({n}): top-1 " + ", ".join(parts)
+
+
 def demo_pairs(n: int, seed: int, image_size: int) -> tuple[torch.Tensor, list[str]]:
     """Held-out generated (image, caption) pairs for retrieval when no shard is held out."""
-    from clip_model import transforms
+    from clip_model import preprocess
 
     images, texts = [], []
     for i in range(n):
         image_id = f"heldout-pair-{i}"
         sc = demo_scene(image_id, seed)
         data = S.encode(S.render(sc, image_id, seed), "jpg")
-        images.append(transforms.eval_transform(transforms.decode(data, image_size), image_size))
+        images.append(preprocess.eval_transform(preprocess.decode(data, image_size), image_size))
         texts.append(S.describe(sc, random.Random(f"{seed}:{image_id}")))
     return torch.stack(images), texts
 

@@ -8,31 +8,23 @@ pixel, a long strip that upscales to gigabytes, a malformed status line), so the
 the web's failures without leaving the machine. ``GET /page/{n}.html`` serves a
 small HTML page of ``<img>`` tags, so the host also looks like a web site.
 
-The server runs in a background thread with its own event loop (:func:`serve`), or in the
-foreground: ``python -m pipeline.demo_world.server --seed 0 --port 8000``.
+The server runs in a background thread with its own event loop (:func:`serve`), or in a process
+of its own (:mod:`pipeline.demo_world.server_process`, also its command line). The fault
+handlers are in :mod:`pipeline.demo_world.faults`, the hostile bodies they send in
+:mod:`pipeline.demo_world.hostile_bodies`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
 import functools
 import html
-import io
 import json
 import random
 import re
-import signal
-import socket
-import struct
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -41,9 +33,9 @@ from aiohttp import web
 
 from pipeline import fs
 from pipeline.demo_world import scene, urls
+from pipeline.demo_world.byte_cache import ByteLRU
+from pipeline.demo_world.faults import CONTENT_TYPES, FaultModes
 
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-USER_AGENT_TOKEN = "wit-builder"  # the product token of the project's downloader
 IMAGES_PER_PAGE = 8
 STATS_PATH = "/_demo/stats"  # JSON of DemoServer.stats(), for a server in another process
 _PAGE = re.compile(r"^/page/(?P<n>[0-9]{1,9})\.html$")
@@ -87,85 +79,6 @@ class ServerOptions:
         return cls(**options)
 
 
-class ByteLRU:
-    """A least-recently-used map of encoded images, bounded by the sum of their lengths."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self._items: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: tuple[str, str]) -> bytes | None:
-        data = self._items.get(key)
-        if data is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(key)
-        return data
-
-    def put(self, key: tuple[str, str], data: bytes) -> None:
-        if len(data) > self.max_bytes or key in self._items:
-            return
-        self._items[key] = data
-        self.bytes += len(data)
-        while self.bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.bytes -= len(old)
-
-
-@functools.lru_cache(maxsize=4)
-def bomb_png(side: int) -> bytes:
-    """A valid black 1-bit PNG of side x side pixels: ~100 KB on the wire for 30000 px a side."""
-    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then one bit per pixel
-    per_block = 500
-    full, rest = divmod(side, per_block)
-    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
-    # A full flush resets the compressor, so every block of zero rows deflates to the same bytes:
-    # deflate one and repeat it, instead of compressing 100+ MB (a second per bomb).
-    block = comp.compress(row * per_block) + comp.flush(zlib.Z_FULL_FLUSH)
-    tail = comp.compress(row * rest) + comp.flush(zlib.Z_FINISH)
-    adler = 1
-    for _ in range(full):
-        adler = zlib.adler32(row * per_block, adler)
-    adler = zlib.adler32(row * rest, adler)
-    idat = b"\x78\xda" + block * full + tail + struct.pack(">I", adler)
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1 bit, grayscale
-    return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def strip_png(width: int, height: int) -> bytes:
-    """A grey RGB PNG of width x height pixels: a few hundred bytes for a 20000x2 strip."""
-    row = b"\x00" + b"\x80\x80\x80" * width  # filter byte 0, then grey pixels
-    idat = zlib.compress(row * height, 9)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB
-    return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-    )
-
-
-@functools.lru_cache(maxsize=1)
-def pixel_jpeg() -> bytes:
-    """A 1x1 white JPEG, as tracking pixels are served."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (1, 1), (255, 255, 255)).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def page_html(n: int, seed: int) -> str:
     """A small web page showing demo images ``n * 8 .. n * 8 + 7`` with alt texts."""
     tags = []
@@ -184,25 +97,7 @@ def page_html(n: int, seed: int) -> str:
     )
 
 
-def _html_not_image(image_id: str) -> bytes:
-    return (
-        "<!DOCTYPE html>\n<html><head><title>Image viewer</title></head><body>"
-        f"<p>Log in to see image {html.escape(image_id)}.</p></body></html>\n"
-    ).encode()
-
-
-def _abort_with_reset(request: web.BaseRequest) -> None:
-    """Close the connection with a TCP RST (SO_LINGER 0), as a crashed or hostile peer does."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-class DemoServer:
+class DemoServer(FaultModes):
     """The demo image server for one world seed, run in a background thread on 127.0.0.1."""
 
     def __init__(self, seed: int, port: int = 0, options: ServerOptions | None = None) -> None:
@@ -431,160 +326,6 @@ class DemoServer:
         data = await self._image(image_id, ext)
         return web.Response(body=data, content_type=CONTENT_TYPES[ext], headers=headers)
 
-    # -- fault modes (one method per urls.FAULT_MODES entry) -----------------------------------
-
-    async def _f_404(self, request, image_id, ext):
-        return web.Response(status=404, text="not found\n")
-
-    async def _f_429(self, request, image_id, ext):
-        return web.Response(status=429, text="slow down\n", headers={"Retry-After": "1"})
-
-    async def _f_429_once(self, request, image_id, ext):
-        if self._first_time(request):
-            return await self._f_429(request, image_id, ext)
-        return await self._image_response(image_id, ext)
-
-    async def _f_500(self, request, image_id, ext):
-        return web.Response(status=500, text="internal server error\n")
-
-    async def _f_503(self, request, image_id, ext):
-        return web.Response(status=503, text="unavailable\n", headers={"Retry-After": "1"})
-
-    async def _f_503_once(self, request, image_id, ext):
-        if self._first_time(request):
-            return await self._f_503(request, image_id, ext)
-        return await self._image_response(image_id, ext)
-
-    def _first_time(self, request: web.Request) -> bool:
-        if request.path in self._seen_once:
-            return False
-        self._seen_once.add(request.path)
-        return True
-
-    async def _f_slow_first_byte(self, request, image_id, ext):
-        await asyncio.sleep(self.options.slow_seconds)
-        return await self._image_response(image_id, ext)
-
-    async def _f_slow_drip(self, request, image_id, ext):
-        data = await self._image(image_id, ext)
-        resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPES[ext]})
-        resp.content_length = len(data)
-        await resp.prepare(request)
-        step = max(1, self.options.drip_bytes)
-        with self._peer_may_leave():
-            for start in range(0, len(data), step):
-                await resp.write(data[start : start + step])
-                await asyncio.sleep(self.options.drip_interval)
-            await resp.write_eof()
-        return resp
-
-    async def _f_reset(self, request, image_id, ext):
-        data = await self._image(image_id, ext)
-        resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPES[ext]})
-        resp.content_length = len(data)
-        await resp.prepare(request)
-        with self._peer_may_leave():
-            await resp.write(data[: len(data) // 2])
-        _abort_with_reset(request)
-        return resp
-
-    async def _f_truncated(self, request, image_id, ext):
-        data = await self._image(image_id, ext)
-        resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPES[ext]})
-        resp.content_length = len(data)
-        resp.force_close()  # the connection ends with the short body: a clean FIN, no more bytes
-        await resp.prepare(request)
-        with self._peer_may_leave():
-            await resp.write(data[: len(data) // 2])
-        if request.transport is not None:
-            request.transport.close()
-        return resp
-
-    async def _f_wrong_type(self, request, image_id, ext):
-        data = await self._image(image_id, ext)
-        return web.Response(body=data, headers={"Content-Type": "text/plain"})
-
-    async def _f_html(self, request, image_id, ext):
-        return web.Response(body=_html_not_image(image_id), headers={"Content-Type": "image/jpeg"})
-
-    async def _f_oversized(self, request, image_id, ext):
-        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
-        # No Content-Length: only a cap while reading stops it. HTTP/1.0 has no chunked encoding,
-        # so there the body simply runs until the connection closes.
-        if request.version >= (1, 1):
-            resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        block = b"\xff\xd8\xff\xe0" + bytes(64 * 1024 - 4)  # a JPEG start, then filler
-        sent = 0
-        with self._peer_may_leave():
-            while sent < self.options.oversized_bytes:
-                piece = block[: self.options.oversized_bytes - sent]
-                await resp.write(piece)
-                sent += len(piece)
-            await resp.write_eof()
-        return resp
-
-    async def _f_bomb(self, request, image_id, ext):
-        data = await self._loop.run_in_executor(self._executor, bomb_png, self.options.bomb_side)
-        return web.Response(body=data, headers={"Content-Type": "image/png"})
-
-    async def _f_redirect(self, request, image_id, ext):
-        hop = _hop(request)
-        if hop + 1 >= self.options.redirect_hops:
-            return _found(request, f"/img/{image_id}.{ext}")
-        return _found(request, f"{request.path}?hop={hop + 1}")
-
-    async def _f_redirect_loop(self, request, image_id, ext):
-        # Two URLs that point at each other, for ever.
-        return _found(request, request.path if _hop(request) else f"{request.path}?hop=1")
-
-    async def _f_redirect_private(self, request, image_id, ext):
-        return web.Response(
-            status=302, headers={"Location": f"http://10.0.0.1/img/{image_id}.{ext}"}
-        )
-
-    async def _f_pixel(self, request, image_id, ext):
-        return web.Response(body=pixel_jpeg(), headers={"Content-Type": "image/jpeg"})
-
-    async def _f_strip(self, request, image_id, ext):
-        data = strip_png(self.options.strip_width, self.options.strip_height)
-        return web.Response(body=data, headers={"Content-Type": "image/png"})
-
-    async def _f_bad_status(self, request, image_id, ext):
-        # Written on the socket by hand: aiohttp's own responses always have a valid status line.
-        data = await self._image(image_id, ext)
-        head = f"HTTP/1.1 2x0 OK\r\nContent-Type: {CONTENT_TYPES[ext]}\r\n"
-        head += f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
-        if request.transport is not None:
-            request.transport.write(head.encode() + data)
-            request.transport.close()
-        return web.Response()  # never sent: the connection is closed
-
-    async def _f_noai(self, request, image_id, ext):
-        return await self._image_response(image_id, ext, **{"X-Robots-Tag": "noai"})
-
-    async def _f_noimageai(self, request, image_id, ext):
-        return await self._image_response(image_id, ext, **{"X-Robots-Tag": "noimageai"})
-
-    async def _f_ua_noai(self, request, image_id, ext):
-        return await self._image_response(
-            image_id, ext, **{"X-Robots-Tag": f"{USER_AGENT_TOKEN}: noai"}
-        )
-
-
-def _hop(request: web.Request) -> int:
-    try:
-        return int(request.query.get("hop", "0"))
-    except ValueError:
-        return 0
-
-
-def _found(request: web.Request, path_qs: str) -> web.Response:
-    """A 302 to an absolute URL on the host the client asked for."""
-    return web.Response(
-        status=302, headers={"Location": f"{request.scheme}://{request.host}{path_qs}"}
-    )
-
 
 @contextlib.contextmanager
 def serve(seed: int, port: int = 0, **options) -> Iterator[DemoServer]:
@@ -610,111 +351,3 @@ def serve_world(world_dir: str, port: int | None = None, **options) -> Iterator[
         int(manifest["seed"]), int(manifest["port"] if port is None else port), **options
     ) as server:
         yield server
-
-
-class ServerProcess:
-    """Handle on a demo server running in a child process (its own GIL, for benchmarks)."""
-
-    def __init__(self, proc: subprocess.Popen, port: int, seed: int) -> None:
-        self.proc = proc
-        self.port = port
-        self.seed = seed
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:{port}``."""
-        return urls.base_url(self.port)
-
-    def url(self, image_id: int | str, ext: str, fault: str | None = None) -> str:
-        """Absolute URL of an image on this server, optionally through a fault mode."""
-        return urls.image_url(self.port, image_id, ext, fault)
-
-    def stats(self) -> dict:
-        """The child's :meth:`DemoServer.stats`, read over HTTP."""
-        with urllib.request.urlopen(self.base_url + STATS_PATH, timeout=10) as r:
-            return json.loads(r.read())
-
-
-@contextlib.contextmanager
-def serve_process(seed: int, port: int = 0, **options) -> Iterator[ServerProcess]:
-    """Like :func:`serve`, but in a child process (``python -m pipeline.demo_world.server``)."""
-    ServerOptions.from_kwargs(**options)  # bad options fail here, not in the child
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.demo_world.server",
-        "--seed",
-        str(seed),
-        "--port",
-        str(port),
-    ]
-    for name, value in options.items():
-        if name == "prerender":
-            ids = (".".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in value)
-            cmd += ["--prerender-ids", ",".join(ids)]
-        else:
-            cmd += ["--" + name.replace("_", "-"), str(value)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()  # printed once the socket is bound (and prerendered)
-        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if m is None:
-            raise RuntimeError(f"demo server process did not start (exit code {proc.wait()})")
-        yield ServerProcess(proc, int(m.group(1)), seed)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.demo_world.server",
-        description="Serve the demo images on 127.0.0.1 in the foreground until interrupted.",
-    )
-    p.add_argument("--seed", type=int, default=0, help="world seed (ignored with --world)")
-    p.add_argument("--port", type=int, default=None, help="default: the manifest's, else 0 (free)")
-    p.add_argument(
-        "--world", default=None, help="a generated world: serve its manifest's seed and port"
-    )
-    p.add_argument("--prerender", type=int, default=0, help="render images 0..N-1 before serving")
-    p.add_argument(
-        "--prerender-ids", default="", help="ids or id.ext, comma-separated, to render first"
-    )
-    # One flag per numeric option: --slow-seconds, --drip-interval, --oversized-bytes, ...
-    for f in fields(ServerOptions):
-        if f.name != "prerender":
-            p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve the demo images in the foreground until interrupted (SIGINT or SIGTERM)."""
-    args = _parser().parse_args(argv)
-    options = {
-        f.name: getattr(args, f.name) for f in fields(ServerOptions) if f.name != "prerender"
-    }
-    ids = [tuple(i.split(".", 1)) if "." in i else i for i in args.prerender_ids.split(",") if i]
-    options["prerender"] = tuple(ids) + tuple(range(args.prerender))
-    if args.world:
-        ctx = serve_world(args.world, args.port, **options)
-    else:
-        ctx = serve(args.seed, args.port or 0, **options)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM too
-    try:
-        with ctx as server:
-            print(f"serving demo images of seed {server.seed} on {server.base_url}", flush=True)
-            while True:
-                time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -34,6 +34,7 @@ def summarize(manifest: dict, world: str, generated: bool, seconds: float) -> di
         "world": world,
         "generated": generated,
         "seconds": round(seconds, 2),
+        **{k: manifest[k] for k in ("seed", "size", "scale", "fault_rate") if k in manifest},
         "port": manifest["port"],
         "articles": counts["articles"],
         "wiki_pages": counts["wiki"]["pages"],

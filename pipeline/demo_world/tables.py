@@ -28,7 +28,7 @@ from pipeline.demo_world.wat import Captioner
 from pipeline.demo_world.wiki import cached_scene
 
 BATCH = 50_000
-SHA256_ROWS = 16  # DataComp's sha256 needs the image bytes (~35 ms each to render): first rows only
+SHA256_ROWS = 16  # DataComp's sha256 needs the image bytes, each rendered: the first rows only
 # name -> share of the table rows
 TABLES = {
     "laion.parquet": 0.3,

@@ -1,8 +1,7 @@
 """English word lists for the demo world, drawn from real sources on the machine.
 
 Common words and their corpus frequencies come from ``wordfreq``; nouns, adjectives and glosses
-from WordNet 3.0's data files, read directly (a few hundred ms, against ~15 s for nltk's
-``all_synsets``). The derived lists are cached as JSON under ``~/.cache/wit-builder`` so later
+from WordNet 3.0's data files, read directly (much faster than nltk's ``all_synsets``). The derived lists are cached as JSON under ``~/.cache/wit-builder`` so later
 generations start at once. :class:`Sampler` draws words with their real frequencies, so word
 counts in generated text follow the Zipf curve of real English.
 """

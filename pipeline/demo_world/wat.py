@@ -333,16 +333,41 @@ def request_payload(path: str, port: int) -> dict:
     }
 
 
+def page_envelope(page_url: str, links: list[dict], base: str | None = None) -> dict:
+    """The WAT JSON of one HTML page's response with these links (and ``<base href>``)."""
+    head: dict = {"Title": "a page"}
+    if base is not None:
+        head["Base"] = base
+    return envelope(page_url, 1, 0, "x.warc.gz", response_payload(head, links), "response")
+
+
+def write_records(path: str, name: str, records: list[tuple[str, bytes]], seed: int = 0) -> None:
+    """A WAT file of a warcinfo record, then one metadata record per ``(target URI, body)``;
+    a body is the JSON envelope (:func:`page_envelope`) or any bytes at all (hostile input)."""
+    with fs.open_write_atomic(path) as f:
+        writer = WARCWriter(f, gzip=True, warc_version="WARC/1.0")
+        _warcinfo(writer, name, seed)
+        for rec_n, (uri, body) in enumerate(records, start=1):
+            _write_metadata(writer, uri, body, seed, name, rec_n, None)
+
+
 def _metadata_record(
     writer: WARCWriter, page_url: str, env: dict, seed: int, name: str, rec_n: int
 ) -> None:
     data = json.dumps(env, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     refers = env["Envelope"]["WARC-Header-Metadata"]["WARC-Record-ID"]
+    _write_metadata(writer, page_url, data, seed, name, rec_n, refers)
+
+
+def _write_metadata(
+    writer: WARCWriter, page_url: str, data: bytes, seed: int, name: str, rec_n: int, refers
+) -> None:
     headers = {
         "WARC-Date": _date(rec_n),
         "WARC-Record-ID": _record_id(seed, name, rec_n, "wat"),
-        "WARC-Refers-To": refers,
     }
+    if refers:
+        headers["WARC-Refers-To"] = refers
     record = writer.create_warc_record(
         page_url,
         "metadata",

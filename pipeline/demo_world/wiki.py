@@ -1,38 +1,25 @@
 """A small English Wikipedia as a real MediaWiki XML export (schema 0.11), multistream bz2.
 
-The file is laid out exactly like ``enwiki-*-pages-articles-multistream.xml.bz2``: the first bz2
-stream holds the ``<mediawiki>`` header and ``<siteinfo>``, each following stream 100 ``<page>``
-elements, the last one the closing tag; the index file lists ``offset:page_id:title`` with the
-byte offset of the stream holding each page. Pages are written as they are made, so a bench-sized
-dump never sits in memory. Wikitext uses the markup real articles use (links, nested templates,
+The file is laid out exactly like ``enwiki-*-pages-articles-multistream.xml.bz2`` (written by
+:mod:`pipeline.demo_world.mediawiki`), 100 pages a stream. Pages are written as they are made, so a
+bench-sized dump never sits in memory. Wikitext uses the markup real articles use (links, nested templates,
 refs, tables, files, categories, interlanguage links), plus redirects, disambiguation pages and
 pages of other namespaces.
 """
 
 from __future__ import annotations
 
-import bz2
-import hashlib
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 import numpy as np
 
-from pipeline import fs
-from pipeline.demo_world import scene
+from pipeline.demo_world import mediawiki, scene
 from pipeline.demo_world.vocab import Sampler, Vocab
 
-NS_URI = "http://www.mediawiki.org/xml/export-0.11/"
 PAGES_PER_STREAM = 100
-NAMESPACES = {
-    -2: "Media", -1: "Special", 0: "", 1: "Talk", 2: "User", 3: "User talk", 4: "Wikipedia",
-    5: "Wikipedia talk", 6: "File", 7: "File talk", 8: "MediaWiki", 9: "MediaWiki talk",
-    10: "Template", 11: "Template talk", 12: "Help", 13: "Help talk", 14: "Category",
-    15: "Category talk", 100: "Portal", 101: "Portal talk", 118: "Draft", 119: "Draft talk",
-    828: "Module", 829: "Module talk",
-}  # fmt: skip
 PLACES = (
     "Line",
     "Station",
@@ -117,16 +104,6 @@ def gloss_for(vocab: Vocab, title: str) -> str:
     """The WordNet gloss of a title, or of its head (last) word."""
     t = title.lower()
     return vocab.glosses.get(t) or vocab.glosses.get(t.split()[-1], "")
-
-
-def sha1_base36(text: str) -> str:
-    """MediaWiki's revision sha1: SHA-1 of the text in base 36, 31 digits."""
-    n = int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16)
-    digits = ""
-    while n:
-        n, d = divmod(n, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
-    return digits.rjust(31, "0")
 
 
 def short(gloss: str, limit: int = 60) -> str:
@@ -321,53 +298,37 @@ def _special_text(kind: str, title: str, payload, tm: TextMaker) -> str:
     return f"{tm.paragraph(2)}\n\n[[Category:Wikipedians]]\n"
 
 
-def _page_xml(
-    page_id: int,
-    ns: int,
-    title: str,
-    text: str,
-    redirect: str | None,
-    rng: random.Random,
-    users: list[str],
-) -> str:
-    rev = 1_100_000_000 + page_id * 37
-    who = (
-        f"<username>{escape(users[page_id % len(users)])}</username>\n        <id>{1000 + page_id % len(users)}</id>"
-        if page_id % 9
-        else f"<ip>192.0.2.{page_id % 250 + 1}</ip>"
-    )
-    redir = f"    <redirect title={quoteattr(redirect)} />\n" if redirect else ""
-    ts = f"2023-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
-    return (
-        f"  <page>\n    <title>{escape(title)}</title>\n    <ns>{ns}</ns>\n    <id>{page_id}</id>\n{redir}"
-        f"    <revision>\n      <id>{rev}</id>\n      <parentid>{rev - 11}</parentid>\n      <timestamp>{ts}</timestamp>\n"
-        f"      <contributor>\n        {who}\n      </contributor>\n      <comment>copyedit</comment>\n"
-        f"      <model>wikitext</model>\n      <format>text/x-wiki</format>\n"
-        f'      <text bytes="{len(text.encode("utf-8"))}" xml:space="preserve">{escape(text)}</text>\n'
-        f"      <sha1>{sha1_base36(text)}</sha1>\n    </revision>\n  </page>\n"
-    )
-
-
-def header_xml() -> str:
-    """``<mediawiki>`` opening tag and ``<siteinfo>``, as in a Wikimedia dump."""
-    ns = "\n".join(
-        f'      <namespace key="{k}" case="first-letter" />'
-        if not v
-        else f'      <namespace key="{k}" case="first-letter">{v}</namespace>'
-        for k, v in NAMESPACES.items()
-    )
-    return (
-        f'<mediawiki xmlns="{NS_URI}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        f'xsi:schemaLocation="{NS_URI} http://www.mediawiki.org/xml/export-0.11.xsd" version="0.11" xml:lang="en">\n'
-        "  <siteinfo>\n    <sitename>Wikipedia</sitename>\n    <dbname>enwiki</dbname>\n"
-        "    <base>https://en.wikipedia.org/wiki/Main_Page</base>\n    <generator>MediaWiki 1.42.0-wmf.10</generator>\n"
-        f"    <case>first-letter</case>\n    <namespaces>\n{ns}\n    </namespaces>\n  </siteinfo>\n"
-    )
-
-
-def _write(f, data: bytes) -> int:
-    f.write(data)
-    return len(data)
+def _pages(specs, tm: TextMaker, vocab: Vocab, rng: random.Random, stats: WikiStats):
+    """The dump's pages, made one at a time in the order the generator's randomness expects."""
+    page_id = 10
+    for kind, ns, title, payload in specs:
+        page_id += 1 + (rng.random() < 0.3) * rng.randint(1, 40)  # deleted pages leave gaps
+        if kind == "article":
+            text = tm.article(payload, gloss_for(vocab, payload.title))
+        else:
+            text = _special_text(kind, title, payload, tm)
+        rev = 1_100_000_000 + page_id * 37
+        users = tm.users
+        who = (
+            f"<username>{escape(users[page_id % len(users)])}</username>\n        <id>{1000 + page_id % len(users)}</id>"
+            if page_id % 9
+            else f"<ip>192.0.2.{page_id % 250 + 1}</ip>"
+        )
+        ts = f"2023-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
+        stats.wikitext_bytes += len(text.encode("utf-8"))
+        stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+        yield mediawiki.DumpPage(
+            title,
+            text,
+            page_id,
+            ns,
+            redirect=payload if kind == "redirect" else None,
+            revision_id=rev,
+            parent_id=rev - 11,
+            timestamp=ts,
+            contributor=who,
+            comment="copyedit",
+        )
 
 
 def write_dump(
@@ -378,37 +339,7 @@ def write_dump(
     tm = TextMaker(vocab, articles, seed, rng)
     specs = _page_specs(articles, vocab, rng)
     stats = WikiStats()
-    index = bz2.BZ2Compressor(9)
-    with fs.open_write_atomic(xml_path) as out, fs.open_write_atomic(index_path) as idx:
-        offset = _write(out, bz2.compress(header_xml().encode("utf-8")))
-        page_id = 10
-        for start in range(0, len(specs), PAGES_PER_STREAM):
-            chunk, lines = [], []
-            for kind, ns, title, payload in specs[start : start + PAGES_PER_STREAM]:
-                page_id += 1 + (rng.random() < 0.3) * rng.randint(1, 40)  # deleted pages leave gaps
-                if kind == "article":
-                    text = tm.article(payload, gloss_for(vocab, payload.title))
-                else:
-                    text = _special_text(kind, title, payload, tm)
-                chunk.append(
-                    _page_xml(
-                        page_id,
-                        ns,
-                        title,
-                        text,
-                        payload if kind == "redirect" else None,
-                        rng,
-                        tm.users,
-                    )
-                )
-                lines.append(f"{offset}:{page_id}:{title}\n")
-                stats.wikitext_bytes += len(text.encode("utf-8"))
-                stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
-            idx.write(index.compress("".join(lines).encode("utf-8")))
-            offset += _write(out, bz2.compress("".join(chunk).encode("utf-8")))
-            stats.streams += 1
-        out.write(bz2.compress(b"</mediawiki>\n"))
-        idx.write(index.flush())
+    pages = _pages(specs, tm, vocab, rng, stats)
+    stats.streams = mediawiki.write_multistream(xml_path, pages, index_path, PAGES_PER_STREAM)
     stats.pages = len(specs)
-    stats.streams += 2
     return stats

@@ -3,9 +3,9 @@
 Decoding is the main CPU cost of a download, so it is kept cheap: JPEGs are decoded at a reduced
 DCT scale with ``Image.draft`` (1/2, 1/4 or 1/8 of full size, never below the target), and
 downscaling uses Pillow's box filter, which is area averaging (img2dataset's ``INTER_AREA``) and
-about 30% cheaper than the antialiased bilinear filter. ``reducing_gap`` (an integer-factor
-``reduce`` before resampling) was measured and left out: with JPEG draft doing the large factors,
-it saved under 1% of an image's cost on the demo's web-like sizes.
+cheaper than the antialiased bilinear filter. ``reducing_gap`` (an integer-factor ``reduce``
+before resampling) was measured and left out: with JPEG draft doing the large factors, it saved
+next to nothing on web-like sizes.
 Pillow releases the GIL while decoding, resizing and encoding, so the worker threads of one
 process use several cores. Resize modes follow img2dataset: ``keep_ratio`` (shorter side = size),
 ``center_crop`` (then crop the centre square), ``border`` (longer side = size, padded white to a

@@ -3,8 +3,8 @@
 Each download allocates a few buffers of 0.1-2 MB (the body, the decoded pixels, decoder
 scratch) and frees them a few milliseconds later. glibc's malloc serves blocks that size with
 ``mmap`` and gives them back with ``munmap``, or trims the heap once its free top passes a
-threshold, so the next image faults the same pages in again: ~130 page faults and ~0.2 ms of
-system time per image, 5% of the whole cost of an image here. Fixed thresholds keep those blocks
+threshold, so the next image faults the same pages in again: a hundred-odd page faults per
+image, a visible share of its cost. Fixed thresholds keep those blocks
 in the heap for reuse. Blocks above ``mmap_threshold`` (a decompression-bomb-sized decode) are
 still mapped and unmapped, so the memory a worker keeps is bounded by ``trim_threshold``.
 """

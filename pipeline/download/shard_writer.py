@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import fs
-from pipeline.tables import table_from_rows
+from pipeline.arrow_rows import table_from_rows
 
 SHARD_DIGITS = 5  # img2dataset's oom_shard_count
 TAR_MTIME = 0  # a fixed mtime keeps tars byte-identical across runs
@@ -143,7 +143,7 @@ def sample_json(row: dict) -> bytes:
     """The ``{key}.json`` member: the Parquet row as img2dataset writes its meta, less timings.
 
     Timings and retry counts stay in the Parquet only, so a tar depends on content alone. Written
-    without indentation: Python's C encoder only serves ``indent=None``, and it is 10x faster.
+    without indentation: Python's C encoder only serves ``indent=None``, and it is much faster.
     """
     meta = {k: row[k] for k in FINAL_SCHEMA.names if k not in VOLATILE_COLUMNS}
     return json.dumps(meta, ensure_ascii=False).encode("utf-8")
@@ -164,8 +164,8 @@ _NAME, _SIZE, _CHKSUM = slice(0, 100), slice(124, 136), slice(148, 156)  # USTAR
 def member_header(name: str, size: int) -> bytes:
     """The USTAR header ``tarfile`` writes for a member of ``_HEADER``'s kind (byte-identical).
 
-    ``TarInfo.tobuf`` costs ~70 us per member, a third of writing a shard; only the name, the size
-    and the checksum differ between members, so they are patched into one template.
+    ``TarInfo.tobuf`` is a large share of writing a shard; only the name, the size and the
+    checksum differ between members, so they are patched into one template.
     """
     raw = name.encode("utf-8")
     if len(raw) > 100 or size >= 8**11:  # long names need the prefix field: let tarfile do it

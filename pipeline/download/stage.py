@@ -6,10 +6,10 @@ Design (two phases, one Beam pipeline):
    part files in name order), one Beam element per shard. Each worker keeps one event loop and one
    aiohttp session (``DoFn.setup``) and runs a whole shard through it; the re-encoded images go to
    ``shards/_staging/{NNNNN}-{digest}.tar`` and the outcomes to ``_staging/{NNNNN}.parquet``
-   (atomic, the Parquet last; see :mod:`pipeline.download.phases`). A re-run reuses complete staging files and redoes missing ones, so a killed run
-   resumes where it stopped.
-2. *Trim and write*: when the selection over-sampled (``select.oversample > 1``), each query keeps
-   its ``select.cap`` successes with the smallest stable hash (``Top.SmallestPerKey``); a pair
+   (atomic, the Parquet last; see :mod:`pipeline.download.phases`). A re-run reuses complete
+   staging files and redoes missing ones, so a killed run resumes where it stopped.
+2. *Trim and write*: when the selection over-sampled (its ``_selection.json`` says so), each query
+   keeps its ``cap`` successes with the smallest stable hash (``Top.SmallestPerKey``); a pair
    survives if any of its ``selected_for`` queries keeps it. Then each shard's final ``.tar``
    (successes only, key order), ``.parquet`` (every row, trimmed ones with status ``trimmed``) and
    ``_stats.json`` are written from staging, to temporary names renamed when complete (a shard with
@@ -17,22 +17,18 @@ Design (two phases, one Beam pipeline):
    before any final tar is written, hence the staging area; it is kept so that ``--retry-failed``
    can re-decide the trim with the newly fetched images.
 
-Demo-only allowance: when ``<out>/world/manifest.json`` exists and the selection's URLs point at
-``127.0.0.1:<its port>``, the stage serves the demo world on that port for its duration (unless
-something already listens there) and allows exactly that ``host:port`` past the private-address
-check. Real runs get no such exemption unless ``--allow-hosts`` says so.
+Private, loopback and link-local hosts are refused unless ``--allow-hosts`` lists them (the
+run-everything entry point lists its example world's server there when no real input is given).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
+import sys
 import threading
+import time
 import uuid
-from typing import Iterator
-
-import pyarrow.parquet as pq
 
 from pipeline import fs
 from pipeline.config import ConfigError, RunConfig
@@ -41,16 +37,25 @@ from pipeline.download.config import DownloadConfig
 from pipeline.download.fetch import FetchOptions
 from pipeline.download.manifest import write_manifest
 from pipeline.layout import Layout
+from pipeline.select import metadata
 
 
-def selection_parts(layout: Layout) -> list[str]:
-    """The selection files, or a ConfigError telling the user to run ``wit select`` first."""
-    parts = fs.glob(fs.join(layout.selection, "part-*.parquet"))
-    if not parts:
+def selection(layout: Layout) -> tuple[dict, list[str]]:
+    """The selection's metadata and part files; a ConfigError when there is none to download."""
+    try:
+        meta = metadata.read(layout.selection)
+    except (OSError, ValueError):
         raise ConfigError(
-            "run.out", f"no selection in {layout.selection}/part-*.parquet; run `wit select` first"
-        )
-    return parts
+            "run.out",
+            f"no selection in {layout.selection} ({metadata.NAME}); run `wit select` first",
+        ) from None
+    parts = metadata.part_paths(layout.selection, meta)
+    missing = [p for p in parts if not fs.exists(p)]
+    if missing:
+        raise ConfigError("run.out", f"the selection lacks {missing[0]}; run `wit select` again")
+    if not parts:
+        raise ConfigError("run.out", f"the selection in {layout.selection} holds no pairs")
+    return meta, parts
 
 
 def image_options(cfg: DownloadConfig) -> images.ImageOptions:
@@ -64,57 +69,6 @@ def image_options(cfg: DownloadConfig) -> images.ImageOptions:
         max_pixels=cfg.max_pixels,
         threads=cfg.image_threads,
     )
-
-
-def trim_cap(out: str) -> int | None:
-    """The cap to trim back to: only when the selection over-sampled (``select.oversample > 1``)."""
-    layout = Layout(out)
-    if not fs.exists(layout.config_json):
-        return None
-    try:
-        select = json.loads(fs.read_text(layout.config_json)).get("select", {})
-    except ValueError:
-        return None
-    if float(select.get("oversample") or 1) <= 1:
-        return None
-    from pipeline.download.trim import read_cap
-
-    return read_cap(out)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _demo_port(layout: Layout, parts: list[str]) -> int | None:
-    """The demo server's port if this selection's URLs point at the demo world's server."""
-    if fs.is_remote(layout.out) or not fs.exists(layout.world_manifest):
-        return None
-    port = json.loads(fs.read_text(layout.world_manifest)).get("port")
-    if not port:
-        return None
-    with fs.open_read(parts[0]) as f:
-        urls = pq.read_table(f, columns=["url"]).column("url").to_pylist()[:200]
-    prefix = f"http://127.0.0.1:{port}/"
-    return int(port) if any((u or "").startswith(prefix) for u in urls) else None
-
-
-@contextlib.contextmanager
-def demo_allowance(layout: Layout, parts: list[str]) -> Iterator[tuple[str, ...]]:
-    """Serve the demo world while the stage runs (if needed); yields the extra allowed hosts."""
-    port = _demo_port(layout, parts)
-    if port is None:
-        yield ()
-        return
-    if _listening(port):
-        yield (f"127.0.0.1:{port}",)
-        return
-    from pipeline.demo_world.server import serve_world
-
-    with serve_world(layout.world):
-        yield (f"127.0.0.1:{port}",)
 
 
 def _cleanup(shards_dir: str, n_shards: int) -> None:
@@ -166,6 +120,9 @@ class _ProgressMonitor:
         return done, ok
 
     def _run(self) -> None:
+        if not sys.stderr.isatty():  # a log file: a plain line now and then, not a redrawn bar
+            self._log_lines()
+            return
         from tqdm import tqdm
 
         with tqdm(total=self.total, unit="img", desc="download", dynamic_ncols=True) as bar:
@@ -177,6 +134,19 @@ class _ProgressMonitor:
             done, ok = self._poll()
             bar.n = done
             bar.set_postfix(ok=ok)
+
+    def _log_lines(self, every: float = 15.0) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(every):
+            done, ok = self._poll()
+            rate = done / max(time.monotonic() - started, 1e-9)
+            eta = (self.total - done) / rate if rate else float("inf")
+            print(
+                f"[download] {done:,}/{self.total:,} images, {ok:,} ok, {rate:,.0f}/s, "
+                f"about {eta:,.0f}s left",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def beam_counters(result) -> dict:
@@ -202,47 +172,45 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
     from pipeline.download.transforms import DownloadShards
 
     layout = Layout(run.out)
-    parts = selection_parts(layout)
+    meta, parts = selection(layout)
     tasks = phases.plan_tasks(parts, download.samples_per_shard)
     shards_dir = layout.shards
     fs.makedirs(fs.join(shards_dir, phases.STAGING))
     _cleanup(shards_dir, len(tasks))
-    cap = trim_cap(run.out)
+    cap = metadata.trim_cap(meta)
     total = sum(t.size for t in tasks)
     run_id = uuid.uuid4().hex
-    with demo_allowance(layout, parts) as extra_allow:
-        fetch_opts = FetchOptions.from_config(download, extra_allow)
+    fetch_opts = FetchOptions.from_config(download)
 
-        def build(p):
-            _ = (
-                p
-                | "ShardTasks" >> beam.Create(tasks)
-                | "Download"
-                >> DownloadShards(
-                    shards_dir,
-                    fetch_opts,
-                    image_options(download),
-                    download.output_format,
-                    cap,
-                    download.retry_failed,
-                    resolver_factory,
-                    download.shards_in_flight,
-                    run_id,
-                )
+    def build(p):
+        _ = (
+            p
+            | "ShardTasks" >> beam.Create(tasks)
+            | "Download"
+            >> DownloadShards(
+                shards_dir,
+                fetch_opts,
+                image_options(download),
+                download.output_format,
+                cap,
+                download.retry_failed,
+                resolver_factory,
+                download.shards_in_flight,
+                run_id,
             )
+        )
 
-        with _ProgressMonitor(shards_dir, total, run.progress and not fs.is_remote(shards_dir)):
-            # Local workers are threads of this process: fetching and the image codecs release
-            # the GIL, and one process pays Beam's start-up once (a process per worker would
-            # pay ~0.8 CPU-s each).
-            result = run_pipeline(run, "wit-download", build, worker_threads=True)
+    with _ProgressMonitor(shards_dir, total, run.progress and not fs.is_remote(shards_dir)):
+        # Local workers are threads of this process: fetching and the image codecs release the
+        # GIL, and one process pays Beam's start-up once.
+        result = run_pipeline(run, "wit-download", build, worker_threads=True)
     _cleanup(shards_dir, len(tasks))
     checks.check_shards(shards_dir, tasks, download.output_format, run_id)
     manifest = write_manifest(shards_dir)
     extra = {
         "shards": len(tasks),
         "trim_cap": cap,
-        "demo_allow_hosts": list(extra_allow),
+        "allow_hosts": list(download.allow_hosts),
         "this_run": beam_counters(result),
     }
     rep = report.write_report(shards_dir, fs.join(layout.reports, "download.json"), extra)

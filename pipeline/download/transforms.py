@@ -144,6 +144,30 @@ def _unselected(info):
             yield info.shard, uid
 
 
+class TrimPerQuery(beam.PTransform):
+    """Shard infos -> ``(shard, uid)`` of every success the trim keeps: per query, the ``cap``
+    pairs of smallest stable rank (all of them when ``cap`` is None); a pair selected for no
+    query is kept."""
+
+    def __init__(self, cap: int | None):
+        super().__init__()
+        self.cap = cap
+
+    def expand(self, infos):
+        if not self.cap:
+            return infos | "NoTrim" >> beam.FlatMap(
+                lambda i: ((i.shard, u) for u, _ in i.successes)
+            )
+        kept = (
+            infos
+            | "RankPairs" >> beam.FlatMap(lambda i: trim.rank_entries(i.shard, i.successes))
+            | "SmallestPerQuery" >> beam.combiners.Top.SmallestPerKey(self.cap)
+            | "KeptByShard" >> beam.FlatMap(_kept_entries)
+        )
+        unselected = infos | "Unselected" >> beam.FlatMap(_unselected)
+        return (kept, unselected) | "AllKept" >> beam.Flatten()
+
+
 class DownloadShards(beam.PTransform):
     """Shard tasks -> (shard, stats): fetch (phase 1), per-query trim to ``cap``, final shard files."""
 
@@ -189,21 +213,7 @@ class DownloadShards(beam.PTransform):
             | "ReadStaged" >> beam.FlatMap(lambda shard: _staged(shards_dir, shard))
         )
         by_shard = infos | "ByShard" >> beam.Map(lambda i: (i.shard, i.shard))
-        if self.cap:
-            ranked = infos | "RankPairs" >> beam.FlatMap(
-                lambda i: trim.rank_entries(i.shard, i.successes)
-            )
-            kept = (
-                ranked
-                | "SmallestPerQuery" >> beam.combiners.Top.SmallestPerKey(self.cap)
-                | "KeptByShard" >> beam.FlatMap(_kept_entries)
-            )
-            unselected = infos | "Unselected" >> beam.FlatMap(_unselected)
-            kept = (kept, unselected) | "AllKept" >> beam.Flatten()
-        else:
-            kept = infos | "NoTrim" >> beam.FlatMap(
-                lambda i: ((i.shard, u) for u, _ in i.successes)
-            )
+        kept = infos | "Trim" >> TrimPerQuery(self.cap)
         return (
             {"info": by_shard, "kept": kept}
             | "JoinKept" >> beam.CoGroupByKey()

@@ -24,12 +24,6 @@ from pipeline import fs
 from pipeline.layout import Layout
 from pipeline.report import stats
 
-STAGE_DIRS = {
-    "demo-world": "world",
-    "queries": "queries",
-    "select": "selection",
-    "download": "shards",
-}
 SHARD_COLUMNS = (
     "key", "url", "caption", "status", "error_message", "width", "height", "original_width",
     "original_height", "uid", "matched_queries", "selected_for", "bytes", "reason", "host", "seconds",
@@ -71,7 +65,7 @@ def missing(*paths: str, hint: str = "") -> dict:
 # --- queries -----------------------------------------------------------------------------------
 
 
-def collect_queries(layout: Layout, config: dict) -> tuple[dict, pa.Table | None]:
+def collect_queries(layout: Layout) -> tuple[dict, pa.Table | None]:
     """Query-list section (sizes per source, overlaps, thresholds, examples) and the table."""
     path = layout.queries_parquet
     if not fs.exists(path):
@@ -90,6 +84,7 @@ def collect_queries(layout: Layout, config: dict) -> tuple[dict, pa.Table | None
         multi += len(srcs) > 1
         pairs.update(f"{a} + {b}" for i, a in enumerate(srcs) for b in srcs[i + 1 :])
     words = Counter(min(len((r.get("query") or "").split()), 4) for r in rows)
+    report = read_json(fs.join(layout.queries, "report.json")) or {}
     section = {
         "available": True,
         "total": len(rows),
@@ -98,14 +93,15 @@ def collect_queries(layout: Layout, config: dict) -> tuple[dict, pa.Table | None
         "multi_source": multi,
         "overlaps": dict(pairs.most_common()),
         "words": {("4+" if k == 4 else str(k)): v for k, v in sorted(words.items())},
-        "thresholds": _thresholds(config),
+        "thresholds": _thresholds(report.get("thresholds") or {}),
         "examples": _query_examples(rows),
-        "report": read_json(fs.join(layout.queries, "report.json")),
+        "report": report or None,
     }
     return section, table
 
 
-def _thresholds(config: dict) -> dict:
+def _thresholds(recorded: dict) -> dict:
+    """The thresholds the query list was built with, as its own report records them."""
     keys = (
         "min_count",
         "bigram_min_count",
@@ -116,8 +112,7 @@ def _thresholds(config: dict) -> dict:
         "case",
         "target_size",
     )
-    q = config.get("queries") or {}
-    return {k: q[k] for k in keys if k in q}
+    return {k: recorded[k] for k in keys if k in recorded}
 
 
 def _query_examples(rows: list[dict], per_source: int = 8) -> dict[str, list[dict]]:
@@ -219,15 +214,13 @@ def query_table(
     return rows
 
 
-def collect_balance(
-    layout: Layout, config: dict, rows: list[list], counts: dict[int, dict]
-) -> dict:
+def collect_balance(layout: Layout, rows: list[list], counts: dict[int, dict]) -> dict:
     """Balance section: distributions before/after the cap, inequality, extremes."""
     path = fs.join(layout.reports, "balance.json")
     balance = read_json(path)
     if balance is None:
         return missing(path, hint="run `wit select`")
-    cap = (config.get("select") or {}).get("cap") or first_key(
+    cap = (balance.get("settings") or {}).get("cap") or first_key(
         _global_block(balance), "cap", "global.cap"
     )
     # like the select stage's figures: over the queries with at least one match
@@ -510,39 +503,23 @@ def _thumbnails(tar_path: str, keys: set[str], side: int) -> dict[str, str]:
 
 
 def collect_lineage(layout: Layout) -> dict:
-    """Config, per-stage markers (timings, seeds, fingerprints), versions and world manifest."""
+    """Config, per-stage markers (timings, seeds, fingerprints, inputs, summaries) and versions."""
+    from pipeline.stages import STAGES  # the registry: every stage whose outputs this reports
+
     stages = {}
-    for name, sub in STAGE_DIRS.items():
-        marker = read_json(fs.join(layout.out, sub, "_SUCCESS.json"))
-        stages[name] = marker or {"stage": name, "missing": True}
+    for name, stage in STAGES.items():
+        if not stage.always_run:  # the report itself re-renders on every run
+            marker = read_json(fs.join(stage.out_dir(layout), "_SUCCESS.json"))
+            stages[name] = marker or {"stage": name, "missing": True}
     versions = next((m.get("versions") for m in stages.values() if m.get("versions")), {})
-    manifest = read_json(layout.world_manifest)
-    return {
-        "config": read_json(layout.config_json),
-        "stages": stages,
-        "versions": versions,
-        "world": _world(manifest, layout.world) if isinstance(manifest, dict) else None,
-    }
-
-
-def _world(manifest: dict, world_dir: str) -> dict:
-    """The demo world's identity (seed, size, port, fault rate), files and counts."""
-    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
-    return {
-        "summary": {
-            k: manifest[k] for k in ("seed", "size", "scale", "port", "fault_rate") if k in manifest
-        },
-        "files": {kind: [fs.join(world_dir, f) for f in names] for kind, names in files.items()},
-        "counts": manifest.get("counts"),
-    }
+    return {"config": read_json(layout.config_json), "stages": stages, "versions": versions}
 
 
 def collect(out: str, sample_grid: int, table_rows: int = 0, thumbnail_px: int = 160) -> dict:
     """Everything the report shows, as one dict (``reports/report.json`` minus thumbnails)."""
     layout = Layout(out)
     lineage = collect_lineage(layout)
-    config = lineage["config"] or {}
-    q_section, q_table = collect_queries(layout, config)
+    q_section, q_table = collect_queries(layout)
     balance = read_json(fs.join(layout.reports, "balance.json")) or {}
     counts = balance_counts(balance)
     text_index = {t: i for i, (t, _) in _query_index(q_table).items()}
@@ -558,7 +535,7 @@ def collect(out: str, sample_grid: int, table_rows: int = 0, thumbnail_px: int =
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "out": out,
         "queries": q_section,
-        "balance": collect_balance(layout, config, rows, counts),
+        "balance": collect_balance(layout, rows, counts),
         "download": download,
         "samples": collect_samples(layout, scan, sample_grid, thumbnail_px),
         "lineage": lineage,

@@ -458,36 +458,18 @@ def lineage_section(lin: dict) -> str:
             rows,
         )
     ]
-    parts.append(
-        '<div class="cols"><div><h3>Versions</h3>' + kv_table(lin.get("versions") or {}) + "</div>"
-    )
-    parts.append(
-        "<div><h3>Demo world</h3>"
-        + (
-            kv_table(lin["world"]["summary"])
-            if lin.get("world")
-            else '<p class="muted">real inputs (no demo world)</p>'
-        )
-        + "</div></div>"
-    )
+    parts.append("<h3>Versions</h3>" + kv_table(lin.get("versions") or {}))
     inputs = {
         f"{name}.{k}": v
         for name, m in lin["stages"].items()
         for k, v in (m.get("config") or {}).items()
         if k in ("wat", "tables", "wiki_dumps", "pageviews", "queries_file") and v
     }
-    world = lin.get("world") or {}
     rows = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in inputs.items()]
-    if not inputs and world.get("files"):  # the demo world stands in for every input
-        rows = [[f"demo world {kind}", ", ".join(paths)] for kind, paths in world["files"].items()]
     parts.append(
         "<h3>Inputs</h3>"
         + (table(["input", "files"], rows) if rows else '<p class="muted">not recorded</p>')
     )
-    if world.get("counts"):
-        parts.append(
-            f"<details><summary>Demo world counts (world/manifest.json)</summary>{kv_table(world['counts'], 300)}</details>"
-        )
     parts.append(
         "<details><summary>Resolved configuration (config.json)</summary><pre>"
         + escape(json.dumps(lin.get("config"), indent=2))

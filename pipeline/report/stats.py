@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-
-def gini(counts: Sequence[float]) -> float:
-    """Gini coefficient of non-negative counts: 0 when all are equal, near 1 when one holds all."""
-    x = np.sort(np.asarray(counts, dtype=np.float64))
-    n = len(x)
-    total = x.sum()
-    if n == 0 or total <= 0:
-        return 0.0
-    ranks = np.arange(1, n + 1, dtype=np.float64)
-    return float(2.0 * (ranks * x).sum() / (n * total) - (n + 1) / n)
-
-
-def top_share(counts: Sequence[float], fraction: float = 0.01) -> float:
-    """Share of the total held by the largest ``fraction`` of entries (at least one entry)."""
-    x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
-    total = x.sum()
-    if len(x) == 0 or total <= 0:
-        return 0.0
-    k = max(1, math.ceil(len(x) * fraction))
-    return float(x[:k].sum() / total)
+from pipeline.select.stats import gini, top_share  # noqa: F401 (one home for the balance rules)
 
 
 def lorenz(counts: Sequence[float], points: int = 200) -> list[tuple[float, float]]:

@@ -14,7 +14,7 @@ class SelectConfig:
 
     wat: list = opt(
         [],
-        "Common Crawl WAT files or globs (*.warc.wat.gz, any Beam filesystem); with no --wat and no --tables: the demo world's WAT files and tables",
+        "Common Crawl WAT files or globs (*.warc.wat.gz, any Beam filesystem); with no input at all, wit shards generates example ones",
     )
     tables: list = opt(
         [], "URL/caption tables or globs (.parquet, .csv, .tsv, .jsonl, optionally .gz)"

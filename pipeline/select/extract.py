@@ -33,11 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import fs
+from pipeline.arrow_rows import table_from_rows
 from pipeline.select import balance
-from pipeline.select.candidates import ReaderSpec, iter_pairs
 from pipeline.select.matching import Matcher
 from pipeline.select.normalize import FilterSpec, clean_pair, uid_for
-from pipeline.tables import table_from_rows
+from pipeline.select.readers import ReaderSpec, iter_pairs
 
 SPILL_SCHEMA = pa.schema(
     [

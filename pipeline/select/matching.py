@@ -11,19 +11,15 @@ counts, digit-only tokens stay tokens, so ``apollo 11`` can match.
 from __future__ import annotations
 
 import threading
-import unicodedata
 from operator import itemgetter
 from typing import Iterable
 
 import ahocorasick
-import regex
 
 from pipeline import fs
+from queries.tokenize import WORD, prepare
 
 _VALUE = itemgetter(1)
-# The query list's word rule: letters, marks and digits; ' or - joins two of them (don't, t-shirt).
-_TOKEN = regex.compile(r"[\p{L}\p{M}\p{N}]+(?:['\-][\p{L}\p{M}\p{N}]+)*")
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2018": "'"})
 
 
 def _byte_table(lower: bool) -> bytes:
@@ -52,8 +48,8 @@ def tokens(text: str, lower: bool = True) -> list[str]:
             .split()
         )
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
-    return _TOKEN.findall(text.lower() if lower else text)
+        text = prepare(text)
+    return WORD.findall(text.lower() if lower else text)
 
 
 def match_text(text: str, lower: bool = True) -> str:

@@ -1,7 +1,7 @@
 """Caption and URL normalisation, and the filters that drop a pair, each with a named reason.
 
 Plain functions, no Beam: :func:`clean_pair` turns a raw (url, caption) into a kept
-:class:`~pipeline.select.candidates.Candidate` or a reason string.
+:class:`~pipeline.select.readers.RawPair` or a reason string.
 """
 
 from __future__ import annotations

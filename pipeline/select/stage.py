@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,32 +14,26 @@ from pipeline.config import ConfigError, RunConfig, expand_inputs
 from pipeline.invariants import StageFailed, input_verdicts
 from pipeline.layout import Layout
 from pipeline.portable import sum_into
-from pipeline.select import balance, checks, extract, reports
-from pipeline.select.candidates import TABLE_SUFFIXES, ReaderSpec
+from pipeline.select import balance, checks, extract, metadata, reports
 from pipeline.select.config import SelectConfig
 from pipeline.select.matching import get_matcher
 from pipeline.select.normalize import FilterSpec
+from pipeline.select.readers import TABLE_SUFFIXES, ReaderSpec
 
 
 def _is_table(path: str) -> bool:
     return path.lower().removesuffix(".gz").endswith(TABLE_SUFFIXES)
 
 
-def resolve_inputs(run: RunConfig, select: SelectConfig) -> list[str]:
-    """Input files in a fixed order: the configured ones, else the demo world's WAT files and tables."""
-    if select.wat or select.tables:
-        paths = expand_inputs(select.wat, "select.wat") + expand_inputs(
-            select.tables, "select.tables"
+def resolve_inputs(select: SelectConfig) -> list[str]:
+    """Input files in a fixed order (WAT files, then tables); ConfigError when none are given."""
+    if not (select.wat or select.tables):
+        raise ConfigError(
+            "select.wat",
+            "no input given: pass --wat or --tables (`wit shards` with no inputs at all "
+            "generates example ones)",
         )
-    else:
-        world = Layout(run.out).world
-        paths = fs.glob(fs.join(world, "wat", "*.warc.wat.gz"))
-        paths += [p for p in fs.glob(fs.join(world, "tables", "*")) if _is_table(p)]
-        if not paths:
-            raise ConfigError(
-                "select.wat",
-                f"no --wat or --tables given and no demo world under {world} (run `wit demo-world` first)",
-            )
+    paths = expand_inputs(select.wat, "select.wat") + expand_inputs(select.tables, "select.tables")
     return list(dict.fromkeys(paths))
 
 
@@ -137,21 +130,12 @@ def settings_for(
     )
 
 
-def _remove_tree(path: str) -> None:
-    if fs.is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _clear_outputs(selection_dir: str, work_dir: str) -> None:
     """Stale parts or spill files from an earlier run would mix into this one."""
     for old in fs.glob(fs.join(selection_dir, "part-*.parquet")):
         fs.delete(old)
-    _remove_tree(work_dir)
+    fs.delete(metadata.path(selection_dir))
+    fs.remove_tree(work_dir)
 
 
 STEPS = ("files", "count", "decide", "write")
@@ -180,7 +164,7 @@ def load_facts(work_dir: str, mode: str) -> dict:
 def run(run: RunConfig, select: SelectConfig) -> dict:
     """Run the select stage; writes selection/*.parquet, reports/select.json, reports/balance.json."""
     layout = Layout(run.out)
-    inputs = resolve_inputs(run, select)
+    inputs = resolve_inputs(select)
     qpath = queries_path(run, select)
     matcher = load_matcher(qpath, select.match_case)
     settings = settings_for(run, select, qpath, inputs)
@@ -205,6 +189,9 @@ def run(run: RunConfig, select: SelectConfig) -> dict:
     checks.check_parts(
         facts["parts"], layout.selection, facts["selected"], select.selection_shard_rows
     )
+    info = {"cap": select.cap, "oversample": select.oversample, "quota": settings.quota,
+            "mode": select.mode, "seed": run.seed, "queries_file": qpath}  # fmt: skip
+    metadata.write(layout.selection, info, [tuple(p) for p in facts["parts"]])
     summary = _write_reports(layout, select, settings, matcher.names, len(inputs), facts)
     return {**summary, "warnings": warnings}
 
@@ -237,7 +224,7 @@ def _write_reports(
     fs.write_text_atomic(
         fs.join(layout.reports, "balance.json"), json.dumps(bal, indent=indent) + "\n"
     )
-    _remove_tree(work)
+    fs.remove_tree(work)
     g = bal["global"]
     return {
         "inputs": n_inputs,

@@ -8,7 +8,7 @@
 
 Elements between steps are per-bucket summaries and per-query draw lists, never rows or single
 draws: the local runner keeps whole PCollections in its process, and per-element overhead is what
-made an earlier per-draw wiring cost ~300 us per candidate.
+made an earlier per-draw wiring several times slower per candidate.
 
 Each bucket step starts only when the step before it is complete everywhere (:class:`Release`,
 after a GroupByKey), and what every bucket needs from that step (the per-query counts, the

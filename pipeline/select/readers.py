@@ -1,4 +1,4 @@
-"""Candidate readers: Common Crawl WAT files and URL/caption tables, streamed record by record.
+"""Pair readers: Common Crawl WAT files and URL/caption tables, streamed record by record.
 
 Each reader yields :class:`RawPair` and counts what it saw in a ``collections.Counter``:
 ``units`` (links or rows considered), ``pairs`` (yielded), ``drop:<reason>`` for a link or row

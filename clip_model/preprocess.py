@@ -24,7 +24,7 @@ def decode(data: bytes, size_hint: int) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.draft(
         "RGB", (size_hint, size_hint)
-    )  # JPEG DCT scaling: decode 2-8x faster, no-op otherwise
+    )  # JPEG DCT scaling: decode at 1/2..1/8 scale when the target allows, no-op otherwise
     return img.convert("RGB")
 
 
