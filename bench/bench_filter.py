@@ -273,6 +273,7 @@ def part_filters(folder: str, max_shards: int, weights: str) -> None:
     t = time.perf_counter()
     sigs = [phash.signature(images[r.key]) for r in refs]
     rate = {"decode + pHash + colour thumbnail": n / (time.perf_counter() - t)}
+    language.identify("warm up: the model loads on first use", 0.5)
     t = time.perf_counter()
     for r in refs:
         language.identify(r.caption, 0.5)

@@ -23,7 +23,9 @@ class TrainConfig:
     ``wit eval``: device, tokenizer vocabulary)."""
 
     shards: str = opt(
-        "", "shard tar files or glob/brace pattern (local or fsspec URL); empty: <out>/shards/*.tar"
+        "",
+        "shard tar files or glob/brace pattern (local or fsspec URL); empty: <out>/filtered/*.tar "
+        "when `wit filter` completed there, else <out>/shards/*.tar",
     )
     model: str = opt("tiny", "model preset", choices=("tiny", "ViT-B-32", "ViT-B-16", "ViT-L-14"))
     model_image_size: int = opt(0, "input image side in pixels; 0: the preset's")

@@ -36,6 +36,13 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.layout import Layout
 
 
+def default_shards_dir(out: str) -> str:
+    """``<out>/filtered`` when the filter stage completed there, else ``<out>/shards``."""
+    layout = Layout(out)
+    done = files.exists(files.join(layout.filtered, "_SUCCESS.json"))
+    return layout.filtered if done else layout.shards
+
+
 def find_shards(run: RunConfig, train: TrainConfig) -> tuple[list[str], list[str]]:
     """(training shards, held-out shards); raises ConfigError when there are none.
 
@@ -43,7 +50,7 @@ def find_shards(run: RunConfig, train: TrainConfig) -> tuple[list[str], list[str
     over shards the manifest shows to be less than half the median size: a download's last shard
     is usually a remainder, too small to measure retrieval on.
     """
-    spec = train.shards or files.join(Layout(run.out).shards, "*.tar")
+    spec = train.shards or files.join(default_shards_dir(run.out), "*.tar")
     shards = D.list_shards(spec)
     if not shards:
         raise ConfigError(

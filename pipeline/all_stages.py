@@ -60,8 +60,8 @@ def execute(name: str, configs: dict[str, Any]) -> stages.StageResult:
         return stages.execute(name, run, cfg)
 
 
-def run(run, demo_world, queries, select, download, report) -> dict:
-    """Run demo world -> queries -> select -> download -> report; returns the summary."""
+def run(run, demo_world, queries, select, download, filter, report) -> dict:
+    """Run demo world -> queries -> select -> download -> (filter) -> report; returns the summary."""
     started = time.time()
     configs = {
         "run": run,
@@ -69,13 +69,14 @@ def run(run, demo_world, queries, select, download, report) -> dict:
         "queries": queries,
         "select": select,
         "download": download,
+        "filter": filter,
         "report": report,
     }
+    skipped = {"demo-world": not uses_demo_world(queries, select), "filter": not filter.in_shards}
     results = []
     for name in stages.SHARDS_ORDER:
-        if name == "demo-world" and not uses_demo_world(queries, select):
-            continue
-        results.append(execute(name, configs))
+        if not skipped.get(name):
+            results.append(execute(name, configs))
     layout = Layout(run.out)
     summary = {
         "out": run.out,
@@ -87,7 +88,7 @@ def run(run, demo_world, queries, select, download, report) -> dict:
         "seconds": round(time.time() - started, 1),
     }
     for r in results:
-        for key in ("queries", "candidates", "matched", "selected", "downloaded", "shards"):
+        for key in ("queries", "candidates", "matched", "selected", "downloaded", "shards", "kept"):
             if key in r.summary:
                 summary[key] = r.summary[key]
     summary["warnings"] = [f"{r.name}: {w}" for r in results for w in r.summary.get("warnings", [])]
@@ -99,7 +100,7 @@ def format_summary(summary: dict) -> str:
     lines = ["", "== wit shards: summary =="]
     for name, what in summary.get("stages", {}).items():
         lines.append(f"  {name:<11} {what}")
-    for key in ("queries", "candidates", "matched", "selected", "downloaded", "shards"):
+    for key in ("queries", "candidates", "matched", "selected", "downloaded", "kept", "shards"):
         if key in summary:
             lines.append(f"  {key:<11} {summary[key]}")
     lines.append(f"  output      {summary['out']}")

@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
         ["run", "download"],
         "stage:download",
     ),
+    "filter": (
+        "drop duplicate images, score pairs with CLIP, identify caption languages; reshard",
+        ["run", "filter"],
+        "stage:filter",
+    ),
     "report": (
         "render the audit report (HTML + JSON) from what is on disk",
         ["run", "report"],
@@ -46,7 +51,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     ),
     "shards": (
         "everything: demo world (unless real inputs are given) -> queries -> select -> download -> report",
-        ["run", "demo_world", "queries", "select", "download", "report"],
+        ["run", "demo_world", "queries", "select", "download", "filter", "report"],
         "pipeline.all_stages:run",
     ),
     "train": (
@@ -150,7 +155,7 @@ def dispatch(command: str, configs: dict[str, typing.Any]) -> dict:
     return getattr(importlib.import_module(module), func)(**configs) or {}
 
 
-BEAM_COMMANDS = ("queries", "select", "download", "shards")
+BEAM_COMMANDS = ("queries", "select", "download", "filter", "shards")
 
 
 @contextlib.contextmanager
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     C.write_resolved(recorded_sections(command, configs), configs["run"].out)
     started = time.time()
-    from pipeline.invariants import StageFailed
+    from pipeline.invariants import PortabilityError, StageFailed
 
     try:
         with _cluster(command, configs["run"]):
@@ -194,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except StageFailed as e:  # the stage's outputs failed its end check: no _SUCCESS.json
         print(f"wit: {e}", file=sys.stderr)
+        return 1
+    except PortabilityError as e:  # refused before it ran: some runner would run it wrongly
+        print(f"wit {command}: not run: {e}", file=sys.stderr)
         return 1
     if command == "shards":
         from pipeline.all_stages import format_summary

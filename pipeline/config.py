@@ -24,6 +24,7 @@ SECTIONS: dict[str, str] = {
     "queries": "queries.config:QueriesConfig",
     "select": "pipeline.select.config:SelectConfig",
     "download": "pipeline.download.config:DownloadConfig",
+    "filter": "pipeline.filter.config:FilterConfig",
     "report": "pipeline.report.config:ReportConfig",
     "train": "clip_model.config:TrainConfig",
     "eval": "clip_model.config:EvalConfig",

@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+class PortabilityError(RuntimeError):
+    """A pipeline uses something that some Beam runner executes wrongly (refused before it runs)."""
+
+
 class StageFailed(RuntimeError):
     """A stage's outputs are incomplete or inconsistent; the message holds the counts."""
 

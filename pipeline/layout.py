@@ -30,6 +30,10 @@ class Layout:
         return fs.join(self.out, "shards")
 
     @property
+    def filtered(self) -> str:
+        return fs.join(self.out, "filtered")
+
+    @property
     def reports(self) -> str:
         return fs.join(self.out, "reports")
 

@@ -28,9 +28,7 @@ import zlib
 
 import apache_beam as beam
 
-
-class PortabilityError(RuntimeError):
-    """A pipeline uses something that some Beam runner executes wrongly."""
+from pipeline.invariants import PortabilityError
 
 
 def stable_key(value) -> int:

@@ -87,17 +87,24 @@ STAGES: dict[str, Stage] = {
             ("select",),
         ),
         Stage(
+            "filter",
+            "filter",
+            "pipeline.filter.stage:run",
+            lambda lay: lay.filtered,
+            ("download",),
+        ),
+        Stage(
             "report",
             "report",
             "pipeline.report.stage:run",
             lambda lay: lay.reports,
-            ("queries", "select", "download"),
+            ("queries", "select", "download", "filter"),
             always_run=True,
             beam=False,
         ),
     ]
 }
-SHARDS_ORDER = ["demo-world", "queries", "select", "download", "report"]
+SHARDS_ORDER = ["demo-world", "queries", "select", "download", "filter", "report"]
 
 
 @dataclass
@@ -125,8 +132,8 @@ def read_marker(layout: Layout, stage: Stage) -> dict | None:
         return None
 
 
-def _input_stats(cfg: Any) -> list:
-    patterns = cfg.inputs() if hasattr(cfg, "inputs") else []
+def _input_stats(cfg: Any, out: str) -> list:
+    patterns = cfg.inputs(out) if hasattr(cfg, "inputs") else []
     stats = []
     for pattern in patterns:
         for path in fs.glob(pattern):
@@ -149,7 +156,7 @@ def fingerprint(layout: Layout, stage: Stage, run: RunConfig, cfg: Any) -> str:
         "config": dataclasses.asdict(cfg),
         "seed": run.seed,
         "upstream": upstream,
-        "inputs": _input_stats(cfg),
+        "inputs": _input_stats(cfg, layout.out),
     }
     blob = json.dumps(material, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

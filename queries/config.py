@@ -97,5 +97,6 @@ class QueriesConfig:
             )
         return dict(zip(SOURCES, values))
 
-    def inputs(self) -> list[str]:
+    def inputs(self, out: str = "") -> list[str]:
+        """External input files (for the stage fingerprint)."""
         return [*self.wiki_dumps, *self.pageviews]

@@ -47,3 +47,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def worker():
+    """A child process that runs hostile cases under an address-space limit (property tests)."""
+    from tests.hostile_worker import HostileWorker
+
+    w = HostileWorker()
+    yield w
+    w.close()

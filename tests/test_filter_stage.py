@@ -10,12 +10,12 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from filter_helpers import demo_rows, scene_pairs, train_tiny_checkpoint, write_shards
 
 from pipeline.config import ConfigError, RunConfig
 from pipeline.filter import reshard, stage
 from pipeline.filter.config import FilterConfig
 from pipeline.invariants import StageFailed
+from tests.filter_helpers import demo_rows, scene_pairs, train_tiny_checkpoint, write_shards
 
 PER_SHARD = 16
 
@@ -211,3 +211,23 @@ def test_missing_clip_weights_are_a_configuration_error(out):
     with pytest.raises(ConfigError) as e:
         _run(out, clip=True)
     assert e.value.key == "filter.clip_weights"
+
+
+@pytest.mark.cluster
+def test_the_dask_runner_gives_the_local_runners_filtered_shards(out, built, checkpoint, tmp_path):
+    """The whole stage, CLIP top fraction included, on a local Dask cluster of worker processes."""
+    filters = {"languages": ["en", "und"], "clip": True, "clip_weights": checkpoint}
+    filters["clip_top_fraction"] = 0.5
+    local = _run(out, **filters)
+    rows = {r["uid"]: r for r in _rows(out / "filtered")}
+    dask_out = tmp_path / "dask"
+    shutil.copytree(out / "shards", dask_out / "shards")
+    cfg = FilterConfig(reshard_samples=10, **filters)
+    on_dask = stage.run(RunConfig(out=str(dask_out), runner="dask", workers=2, progress=False), cfg)
+    assert on_dask == local
+    columns = ("key", "status", "error_message", "filter_reasons", "duplicate_of", "language")
+    for r in _rows(dask_out / "filtered"):
+        assert {c: r[c] for c in columns} == {c: rows[r["uid"]][c] for c in columns}
+        assert r["clip_score"] == pytest.approx(rows[r["uid"]]["clip_score"], abs=1e-5) or (
+            r["clip_score"] is None and rows[r["uid"]]["clip_score"] is None
+        )

@@ -7,11 +7,11 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-from filter_helpers import distinct_scenes, served, success
 
 from pipeline.config import ConfigError, build_section
 from pipeline.filter import dedup, language, phash, quantile, reshard
 from pipeline.filter.decide import Decided
+from tests.filter_helpers import distinct_scenes, served, success
 
 
 def _threshold_by_passes(shards: list, fraction: float) -> float:
@@ -171,7 +171,7 @@ def test_a_bucket_reports_a_pair_once_and_only_if_the_thumbnails_agree():
 
 @pytest.mark.parametrize("uid,code", [("de", "de"), ("fr", "fr"), ("es", "es")])
 def test_language_of_a_foreign_caption(uid, code):
-    from filter_helpers import FOREIGN
+    from tests.filter_helpers import FOREIGN
 
     assert language.identify(FOREIGN[uid], 0.5)[0] == code
 
@@ -234,3 +234,20 @@ def test_bad_filter_settings_are_configuration_errors(values, key, monkeypatch):
     with pytest.raises(ConfigError) as e:
         build_section("filter", values)
     assert e.value.key == key
+
+
+@pytest.mark.parametrize("bands,distance", [(15, 14), (8, 4), (6, 3)])
+def test_the_vectorised_first_shared_key_matches_the_scalar_one_on_random_pairs(bands, distance):
+    rng = np.random.default_rng(bands)
+    a = rng.integers(0, 2**63, 600, dtype=np.uint64)
+    sparse = rng.integers(0, 2**63, 600, dtype=np.uint64) & rng.integers(
+        0, 2**63, 600, dtype=np.uint64
+    )
+    dense = rng.integers(0, 2**63, 600, dtype=np.uint64)
+    b = a ^ np.where(np.arange(600) % 2 == 0, sparse & (sparse >> np.uint64(3)), dense)
+    got = phash.first_shared_keys(
+        phash.band_matrix(a, bands), phash.band_matrix(b, bands), bands, distance
+    )
+    want = [phash.first_shared_key(int(x), int(y), bands, distance) for x, y in zip(a, b)]
+    assert got.tolist() == [-1 if w is None else w for w in want]
+    assert -1 in got.tolist() and any(w is not None for w in want)

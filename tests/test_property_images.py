@@ -16,7 +16,6 @@ from PIL import Image
 
 from pipeline.demo_world.hostile_bodies import bomb_png, pixel_jpeg, strip_png
 from pipeline.download import images
-from tests.hostile_worker import HostileWorker
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,13 +41,6 @@ CI = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-@pytest.fixture(scope="module")
-def worker():
-    w = HostileWorker()
-    yield w
-    w.close()
 
 
 @st.composite

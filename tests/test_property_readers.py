@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.demo_world.mediawiki import FOOTER, HEADER, DumpPage, page_xml
-from tests.hostile_worker import HostileWorker
 from tests.select_helpers import img, write_wat
 
 pytestmark = pytest.mark.timeout(300)
@@ -65,13 +64,6 @@ urls = (
     )
     | words
 )
-
-
-@pytest.fixture(scope="module")
-def worker():
-    w = HostileWorker()
-    yield w
-    w.close()
 
 
 @st.composite

@@ -18,7 +18,7 @@ class FakeConfig:
     value: int = opt(1, "a value")
     files: list = opt([], "input files")
 
-    def inputs(self):
+    def inputs(self, out: str = ""):
         return self.files
 
 

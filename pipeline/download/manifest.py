@@ -52,8 +52,10 @@ def _successes(shards_dir: str, stem: str, tar_path: str) -> int:
     return _count_tar(tar_path)
 
 
-def write_manifest(shards_dir: str) -> dict:
-    """Write ``<shards_dir>/manifest.json`` (atomically) for the final ``{NNNNN}.tar`` shards."""
+def write_manifest(shards_dir: str, **facts) -> dict:
+    """Write ``<shards_dir>/manifest.json`` (atomically) for the final ``{NNNNN}.tar`` shards;
+    ``facts`` (such as ``image_ext`` and ``samples_per_shard``) describe how they were made, so
+    their readers need no other stage's configuration."""
     entries = []
     for path in fs.glob(fs.join(shards_dir, "*.tar")):
         name = path.replace("\\", "/").rsplit("/", 1)[-1]
@@ -69,6 +71,7 @@ def write_manifest(shards_dir: str) -> dict:
         "num_shards": len(entries),
         "total_samples": sum(e["samples"] for e in entries),
         "total_bytes": sum(e["bytes"] for e in entries),
+        **facts,
     }
     fs.write_text_atomic(fs.join(shards_dir, MANIFEST), json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -206,7 +206,11 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
         result = run_pipeline(run, "wit-download", build, worker_threads=True)
     _cleanup(shards_dir, len(tasks))
     checks.check_shards(shards_dir, tasks, download.output_format, run_id)
-    manifest = write_manifest(shards_dir)
+    manifest = write_manifest(
+        shards_dir,
+        image_ext=download.output_format,
+        samples_per_shard=download.samples_per_shard,
+    )
     extra = {
         "shards": len(tasks),
         "trim_cap": cap,

@@ -108,6 +108,6 @@ class SelectConfig:
                 f"expected 'module:function', got {self.language_filter!r}",
             )
 
-    def inputs(self) -> list[str]:
+    def inputs(self, out: str = "") -> list[str]:
         """External input files (for the stage fingerprint)."""
         return [*self.wat, *self.tables, *([self.queries_file] if self.queries_file else [])]
