@@ -394,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-shards", type=int, default=2)
     p.add_argument("--weights", default="out/demo/train/checkpoint.pt", help="CLIP weights")
     p.add_argument("--batch", type=int, default=256, help="CLIP batch size")
+    p.add_argument("--quick", action="store_true", help="fewer scenes and one shard (make bench)")
     a = p.parse_args(argv)
+    if a.quick:
+        a.scenes, a.max_shards = min(a.scenes, 60), 1
     if a.part in ("all", "hashes"):
         part_hashes(a.scenes)
     if a.part in ("all", "languages"):

@@ -13,7 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("queries", "match", "select_scale", "download", "stragglers", "runners", "train")
+BENCHES = (
+    "queries",
+    "match",
+    "select_scale",
+    "download",
+    "stragglers",
+    "runners",
+    "filter",
+    "train",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

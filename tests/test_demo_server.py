@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.demo_world import scene, urls
+from pipeline.demo_world import scene, urls, variants
 from pipeline.demo_world.byte_cache import ByteLRU
 from pipeline.demo_world.hostile_bodies import bomb_png
 from pipeline.demo_world.server import DemoServer, ServerOptions, serve, serve_world
@@ -118,6 +118,50 @@ def test_pages_link_images_with_alt_text(server):
 def test_head_request_gets_headers_only(server):
     r = requests.head(server.url(3, "jpg"), timeout=T)
     assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg" and r.content == b""
+
+
+# -- planted copies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", urls.VARIANTS)
+def test_every_variant_serves_its_copy_of_the_image(server, variant):
+    image_id = 21
+    s = scene.scene_for(image_id, SEED)
+    url = urls.variant_url(server.port, image_id, s.fmt, variant)
+    r = requests.get(url, timeout=T)
+    ext = urls.variant_ext(variant, s.fmt)
+    assert r.status_code == 200 and r.headers["Content-Type"] == f"image/{ext}".replace(
+        "jpg", "jpeg"
+    )
+    img = Image.open(io.BytesIO(r.content))
+    img.load()
+    assert img.format == PIL_FORMATS[ext]
+    assert img.size == variants.size(s.width, s.height, variant)
+    original = scene.image_bytes(image_id, SEED, s.fmt)
+    assert (r.content == original) == (variant == "copy")  # copy: the same bytes, elsewhere
+    assert (
+        r.content
+        == requests.get(url, timeout=T).content
+        == variants.image_bytes(image_id, SEED, variant, s.fmt)
+    )
+
+
+def test_a_copy_keeps_the_originals_content(server):
+    """Modified copies still show the original's scene: the mean colour barely moves."""
+    s = scene.scene_for(8, SEED)
+    base = Image.open(io.BytesIO(scene.image_bytes(8, SEED))).convert("RGB").resize((16, 16))
+    for variant in urls.VARIANTS:
+        data = variants.image_bytes(8, SEED, variant, s.fmt)
+        copy = Image.open(io.BytesIO(data)).convert("RGB").resize((16, 16))
+        diff = sum(abs(a - b) for p, q in zip(base.getdata(), copy.getdata()) for a, b in zip(p, q))
+        assert diff / (16 * 16 * 3) < 12, variant
+
+
+@pytest.mark.parametrize(
+    "path", ["/v/jpeg50/1.png", "/v/webp60/1.jpg", "/v/blur/1.jpg", "/v/copy/1"]
+)
+def test_unknown_variants_and_reencodings_under_another_extension_are_404(server, path):
+    assert requests.get(server.base_url + path, timeout=T).status_code == 404
 
 
 # -- fault modes -----------------------------------------------------------------------------
@@ -412,13 +456,20 @@ def test_stats_count_requests_by_kind_and_fault():
             "/nope",
             "/f/404/1.jpg",
             "/f/noai/1.jpg",
+            "/v/trim1/1.jpg",
         ):
             requests.get(s.base_url + path, timeout=T)
         st = s.stats()
-    assert (st["requests"], st["img"], st["page"], st["not_found"]) == (6, 2, 1, 1)
+    assert (st["requests"], st["img"], st["page"], st["not_found"], st["variant"]) == (
+        7,
+        2,
+        1,
+        1,
+        1,
+    )
     assert st["faults"] == {"404": 1, "noai": 1}
-    assert st["renders"] == 1  # 1.jpg rendered once, then served from the cache
-    assert st["cache"]["entries"] == 1 and st["cache"]["hits"] == 2
+    assert st["renders"] == 2  # 1.jpg rendered once, then served from the cache; and its copy
+    assert st["cache"]["entries"] == 2 and st["cache"]["hits"] == 2
 
 
 def test_warm_and_prerender_fill_the_cache():

@@ -73,17 +73,20 @@ def test_tables_have_the_real_datasets_columns(tiny_world, manifest):
         assert _read(tiny_world, name).num_rows == info["rows"], name
 
 
-def test_table_urls_point_at_the_demo_server_with_some_faults(tiny_world, manifest):
-    faults = 0
+def test_table_urls_point_at_the_demo_server_with_some_faults_and_copies(tiny_world, manifest):
+    faults = copies = 0
     for name in manifest["counts"]["tables"]:
         t = _read(tiny_world, name)
         url_col = "URL" if "URL" in t.column_names else "url"
         for url in t[url_col].to_pylist():
             parts = urlsplit(url)
             parsed = urls.parse_path(parts.path)
-            assert parts.netloc == f"{urls.HOST}:{manifest['port']}" and parsed, url
-            faults += parsed[0] is not None
+            copy = urls.parse_variant_path(parts.path)
+            assert parts.netloc == f"{urls.HOST}:{manifest['port']}" and (parsed or copy), url
+            faults += parsed is not None and parsed[0] is not None
+            copies += copy is not None
     assert faults == manifest["faults"]["tables"] > 0
+    assert copies > 0
 
 
 def test_csv_quoting_survives_commas_and_quotes(tiny_world):

@@ -95,17 +95,22 @@ def test_image_links_resolve_to_the_demo_server(tiny_world, pages):
     port, wat = manifest["port"], manifest["counts"]["wat"]
     imgs = [(u, h, link) for u, h, links in pages for link in links if link["path"] == "IMG@/src"]
     assert len(imgs) == wat["img_links"]
-    demo, faults, other = 0, Counter(), []
+    demo, faults, copies, other = 0, Counter(), Counter(), []
     for page_url, head, link in imgs:
         parts = urlsplit(_resolve(page_url, head, link["url"]))
         parsed = urls.parse_path(parts.path)
-        if parts.netloc == f"{urls.HOST}:{port}" and parsed:
+        copy = urls.parse_variant_path(parts.path)
+        if parts.netloc == f"{urls.HOST}:{port}" and (parsed or copy):
             demo += 1
-            faults[parsed[0]] += parsed[0] is not None
+            if parsed:
+                faults[parsed[0]] += parsed[0] is not None
+            else:
+                copies[copy[0]] += 1
         else:
             other.append(parts)
     assert demo == wat["demo_img_links"]
     assert set(faults) - {None} == set(urls.FAULT_MODES)
+    assert sum(copies.values()) == wat["kinds"]["planted_copy"] > 0
     schemes_hosts = {(p.scheme, p.hostname) for p in other}
     assert ("data", None) in schemes_hosts and ("http", "169.254.169.254") in schemes_hosts
     assert {p.path.rsplit(".", 1)[-1] for p in other if p.scheme == "http"} >= {"svg", "gif", "ico"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import tarfile
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -14,11 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import stages
 from pipeline.config import RunConfig
 from pipeline.demo_world import scene
+from pipeline.filter.config import FilterConfig
 from pipeline.report import charts, collect, stats
 from pipeline.report import stage as report_stage
 from pipeline.report.config import ReportConfig
+from tests.filter_helpers import demo_rows, train_tiny_checkpoint, write_shards
 
 CAP = 12
 
@@ -177,6 +181,53 @@ def _write_shards(out: Path, queries: list[dict], seed: int) -> Counter:
     return downloaded
 
 
+def build_filtered_run(out: Path, checkpoint: str = "") -> dict:
+    """A run whose shards hold planted duplicates, captions in other languages and failures
+    (tests/filter_helpers.py), filtered by the real filter stage through the stage registry (so
+    its marker is written too); with a checkpoint, the CLIP score keeps the top half. Returns
+    the truth about what was planted."""
+    ids = [q["query_id"] for q in build_run(out)["queries"]]
+    names = {q["query_id"]: q["query"] for q in _queries()}
+    rows, truth = demo_rows(12)
+    for r in rows:
+        r["selected_for"] = r["matched_query_ids"] = [ids[q] for q in r["selected_for"]]
+        r["matched_queries"] = [names[q] for q in r["selected_for"]]
+    marker = (out / "shards" / "_SUCCESS.json").read_text()
+    shutil.rmtree(out / "shards")
+    write_shards(str(out), rows, 16)
+    (out / "shards" / "_SUCCESS.json").write_text(marker)
+    cfg = FilterConfig(
+        languages=["en", "und"], reshard_samples=10, clip=bool(checkpoint),
+        clip_weights=checkpoint, clip_top_fraction=0.5 if checkpoint else 1.0,
+    )  # fmt: skip
+    stages.execute("filter", RunConfig(out=str(out), workers=1, progress=False), cfg, echo=str)
+    return truth
+
+
+@pytest.fixture(scope="module")
+def filtered(tmp_path_factory, one_torch_thread_module):
+    out = tmp_path_factory.mktemp("filtered")
+    checkpoint = str(tmp_path_factory.mktemp("ckpt") / "checkpoint.pt")
+    train_tiny_checkpoint(checkpoint)
+    truth = build_filtered_run(out, checkpoint)
+    summary = report_stage.run(RunConfig(out=str(out)), ReportConfig(sample_grid=4))
+    return out, truth, summary
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _section(page: str, sid: str) -> str:
+    return re.search(rf'<section id="{sid}">(.*?)</section>', page, flags=re.S).group(1)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
@@ -287,9 +338,10 @@ def test_html_is_self_contained_with_embedded_thumbnails(rendered):
     # nothing is fetched from anywhere when the page opens
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<link" not in page
-    for sid in ("queries", "balance", "table", "download", "samples", "lineage"):
+    for sid in ("queries", "balance", "table", "download", "samples", "filters", "lineage"):
         assert f'<section id="{sid}">' in page
     assert "not run yet" not in page
+    assert "Filters: the filter did not run" in page  # an optional stage, not run here
     for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):
         ET.fromstring(svg)
     assert "red circle" in page and "http 404" in page
@@ -299,7 +351,7 @@ def test_report_of_an_empty_run_says_what_has_not_run(tmp_path):
     summary = report_stage.run(RunConfig(out=str(tmp_path)), ReportConfig())
     page = (tmp_path / "reports" / "index.html").read_text()
     assert summary["sections_not_run"] == ["queries", "balance", "download"]
-    assert page.count("not run yet") == 3
+    assert page.count("not run yet") == 3 and "the filter did not run" in page
     assert "wit select" in page and "not run" in page
 
 
@@ -362,3 +414,86 @@ def test_balance_counts_read_the_known_layouts(balance):
     assert {q: (c["query"], c["matches"], c["selected"]) for q, c in counts.items()} == {
         7: ("red", 5, 3)
     }
+
+
+# --- the filters section -----------------------------------------------------------------------
+
+
+def test_filters_section_shows_each_duplicate_group_with_thumbnails(filtered):
+    out, truth, summary = filtered
+    data = json.loads((out / "reports" / "report.json").read_text())["filters"]
+    source = json.loads((out / "reports" / "filter.json").read_text())
+    assert data["available"] and data["note"] is None
+    assert (
+        data["totals"] == source["totals"] and summary["kept_by_filters"] == data["totals"]["kept"]
+    )
+    planted = {frozenset(g) for g in truth["exact"] + truth["near"]}
+    shown = {frozenset(m["uid"] for m in g["members"]) for g in data["groups"]}
+    assert shown == planted  # the six planted groups, each whole (all are under the limits)
+    for g in data["groups"]:
+        verdicts = [m["verdict"] for m in g["members"]]
+        exact = frozenset(m["uid"] for m in g["members"]) in map(frozenset, truth["exact"])
+        assert verdicts == ["kept"] + ["exact copy" if exact else "near copy"] * (g["size"] - 1)
+        assert all(m["caption"] for m in g["members"])
+    page = (out / "reports" / "index.html").read_text()
+    section = _section(page, "filters")
+    members = sum(len(g["members"]) for g in data["groups"])
+    examples = sum(len(v) for v in data["examples"].values())
+    assert len(re.findall(r'<img src="data:image/jpeg;base64,', section)) == members + examples
+    assert "image not found" not in section
+    assert "data:image" not in json.dumps(data)  # thumbnails live in the HTML only
+
+
+def test_filters_section_shows_dropped_pairs_languages_and_query_losses(filtered):
+    out, truth, _ = filtered
+    data = json.loads((out / "reports" / "report.json").read_text())["filters"]
+    examples = data["examples"]
+    assert {e["uid"] for e in examples["language_excluded"]} == set(truth["foreign"])
+    assert all(e["language"] == truth["foreign"][e["uid"]] for e in examples["language_excluded"])
+    assert set(examples) >= {"duplicate_exact", "duplicate_near", "clip_score_not_in_top"}
+    section = _section((out / "reports" / "index.html").read_text(), "filters")
+    for code in truth["foreign"].values():
+        assert f"<td>{code}</td>" in section
+    lost = data["queries"]["most_lost"]
+    assert lost and all(q["query"] for q in lost)  # named from queries.parquet
+    losses = [q["downloaded"] - q["kept"] for q in lost]
+    assert losses == sorted(losses, reverse=True)
+    assert all(q["downloaded"] - q["kept"] == sum(q["lost"].values()) for q in lost)
+    assert data["queries"]["with_losses"] == len(lost) <= data["queries"]["with_downloads"]
+
+
+def test_clip_histogram_counts_every_scored_pair_and_marks_the_threshold(filtered):
+    out, _, _ = filtered
+    clip = json.loads((out / "reports" / "report.json").read_text())["filters"]["clip"]
+    assert clip["enabled"] and sum(b["count"] for b in clip["histogram"]) == clip["scored"] > 0
+    section = _section((out / "reports" / "index.html").read_text(), "filters")
+    svgs = [ET.fromstring(svg) for svg in re.findall(r"<svg.*?</svg>", section, flags=re.S)]
+    titles = [svg.find("{http://www.w3.org/2000/svg}title").text for svg in svgs]
+    chart = svgs[titles.index("CLIP image-text score of every scored pair")]
+    texts = [t.text for t in chart.iter("{http://www.w3.org/2000/svg}text")]
+    assert f"top 50.0%: {clip['top_threshold']:.3f}" in texts
+    dashed = [
+        ln for ln in chart.iter("{http://www.w3.org/2000/svg}line") if ln.get("stroke-dasharray")
+    ]
+    assert len(dashed) == 1
+
+
+def test_a_filter_report_older_than_the_shards_is_marked(filtered, tmp_path):
+    src, _, _ = filtered
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    marker = out / "shards" / "_SUCCESS.json"
+    write_json(marker, {**json.loads(marker.read_text()), "started_at": "2999-01-01T00:00:00Z"})
+    report_stage.run(RunConfig(out=str(out)), ReportConfig(sample_grid=0))
+    section = _section((out / "reports" / "index.html").read_text(), "filters")
+    assert "downloaded again after the filter ran" in section
+
+
+def test_histogram_markers_sit_at_their_values():
+    bins = [{"lo": i / 10, "hi": (i + 1) / 10, "count": i} for i in range(10)]
+    svg = ET.fromstring(charts.histogram_chart(bins, "h", "x", markers=((0.5, "half"),)))
+    line = next(
+        ln for ln in svg.iter("{http://www.w3.org/2000/svg}line") if ln.get("stroke-dasharray")
+    )
+    left, right = 64, 560 - 18
+    assert float(line.get("x1")) == pytest.approx((left + right) / 2, abs=0.1)

@@ -14,7 +14,7 @@ from PIL import Image
 from pipeline.config import RunConfig
 from pipeline.report import stage as report_stage
 from pipeline.report.config import ReportConfig
-from tests.test_report import build_run
+from tests.test_report import build_filtered_run, build_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -86,3 +86,29 @@ def test_screenshot_paints_the_styled_page(report, tmp_path):
         assert (
             len(rgb.resize((300, 600)).getcolors(1 << 16)) > 200
         )  # charts and text, not a blank page
+
+
+@pytest.fixture(scope="module")
+def filtered_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("filtered")
+    build_filtered_run(out)
+    report_stage.run(RunConfig(out=str(out)), ReportConfig(sample_grid=0))
+    return out / "reports" / "index.html"
+
+
+def test_filters_section_paints_its_groups_and_dropped_pairs(filtered_report, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", filtered_report.as_uri())
+    section = re.search(r'<section id="filters">(.*?)</section>', dom, flags=re.S).group(1)
+    kept = re.findall(r'<figure class="kept"><img src="data:image/jpeg', section)
+    dropped = re.findall(r'<figure class="dropped"><img src="data:image/jpeg', section)
+    assert len(kept) == 6 and len(dropped) > 12  # six planted groups, their copies, examples
+    png = tmp_path / "filters.png"
+    chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,9000", filtered_report.as_uri())
+    with Image.open(png) as im:
+        colours = dict((c, n) for n, c in im.convert("RGB").getcolors(1 << 24))
+    # the kept and dropped figures' backgrounds are painted, and so are the thumbnails in them
+    assert (
+        colours.get((0xF3, 0xFB, 0xF5), 0) > 6 * 1000
+        and colours.get((0xFD, 0xF5, 0xF3), 0) > 12 * 1000
+    )
+    assert len(colours) > 5000

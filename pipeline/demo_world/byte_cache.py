@@ -13,12 +13,12 @@ class ByteLRU:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self._items: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
+        self._items: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: tuple[str, str]) -> bytes | None:
+    def get(self, key: tuple) -> bytes | None:
         data = self._items.get(key)
         if data is None:
             self.misses += 1
@@ -27,7 +27,7 @@ class ByteLRU:
         self._items.move_to_end(key)
         return data
 
-    def put(self, key: tuple[str, str], data: bytes) -> None:
+    def put(self, key: tuple, data: bytes) -> None:
         if len(data) > self.max_bytes or key in self._items:
             return
         self._items[key] = data

@@ -1,4 +1,5 @@
-"""Generate the whole demo world (wiki dump, pageviews, WAT files, tables) and its manifest.
+"""Generate the whole demo world (wiki dump, pageviews, WAT files, tables), its manifest and the
+record of what it planted for the curation filters to find (``planted.json``).
 
 ``generate_world(out_dir, seed, size, scale, port, fault_rate)`` is deterministic: the same
 arguments (with a fixed port) give byte-identical files. Port 0 picks a free port on 127.0.0.1
@@ -13,10 +14,10 @@ import socket
 from dataclasses import asdict, dataclass
 
 from pipeline import fs
-from pipeline.demo_world import pageviews, tables, urls, wat, wiki
+from pipeline.demo_world import pageviews, plant, tables, urls, wat, wiki
 from pipeline.demo_world.vocab import load_vocab
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 WIKI_XML = "wiki/enwiki-20240101-pages-articles-multistream.xml.bz2"
 WIKI_INDEX = "wiki/enwiki-20240101-pages-articles-multistream-index.txt.bz2"
 
@@ -93,6 +94,7 @@ def generate_world(
         fs.join(out_dir, WIKI_XML), fs.join(out_dir, WIKI_INDEX), articles, vocab, seed
     )
     views = pageviews.write_hours(fs.join(out_dir, "pageviews"), articles, p.hours, seed)
+    planter = plant.Planter(port, seed)
     wat_links, links, next_id = wat.write_wat(
         fs.join(out_dir, "wat"),
         articles,
@@ -102,11 +104,19 @@ def generate_world(
         n(p.wat_pages),
         max(1, min(n(p.wat_files), n(p.wat_pages))),
         p.images_per_page,
+        planter,
     )
     cap = wat.Captioner(articles, seed)
     table_info, table_faults = tables.write_tables(
-        fs.join(out_dir, "tables"), cap, port, fault_rate, int(next_id * 0.95), n(p.table_rows)
+        fs.join(out_dir, "tables"),
+        cap,
+        port,
+        fault_rate,
+        int(next_id * 0.95),
+        n(p.table_rows),
+        planter,
     )
+    planter.write(out_dir)
     counts = {
         "vocab": {
             "words": len(vocab.words),
@@ -129,6 +139,7 @@ def generate_world(
             "pageviews": [f"pageviews/{f}" for f in views["lines"]],
             "wat": [f"wat/{f}" for f in wat_links],
             "tables": [f"tables/{f}" for f in table_info],
+            "planted": [plant.FILE],
         },
         "counts": counts,
         "image_ids": {
@@ -140,6 +151,7 @@ def generate_world(
             "table_rows": sum(t["rows"] for t in table_info.values()),
             "total": links.img_links + sum(t["rows"] for t in table_info.values()),
         },
+        "planted": planter.summary(),
         "faults": {
             "rate": fault_rate,
             "wat": dict(sorted(links.faults.items())),

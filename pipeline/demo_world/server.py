@@ -5,7 +5,9 @@ picks the format. ``GET /f/{mode}/{id}.{ext}`` serves the same image through one
 :data:`urls.FAULT_MODES` (404s, 429/503 with Retry-After, stalls, resets, truncated or non-image
 bodies, huge bodies, a decompression bomb, redirect chains and loops, opt-out headers, a tracking
 pixel, a long strip that upscales to gigabytes, a malformed status line), so the downloader meets
-the web's failures without leaving the machine. ``GET /page/{n}.html`` serves a
+the web's failures without leaving the machine. ``GET /v/{variant}/{id}.{ext}`` serves a copy of
+the image (the same bytes, re-encoded, resized or trimmed: :mod:`pipeline.demo_world.variants`),
+the duplicates the generator plants. ``GET /page/{n}.html`` serves a
 small HTML page of ``<img>`` tags, so the host also looks like a web site.
 
 The server runs in a background thread with its own event loop (:func:`serve`), or in a process
@@ -32,7 +34,7 @@ from dataclasses import dataclass, fields
 from aiohttp import web
 
 from pipeline import fs
-from pipeline.demo_world import scene, urls
+from pipeline.demo_world import scene, urls, variants
 from pipeline.demo_world.byte_cache import ByteLRU
 from pipeline.demo_world.faults import CONTENT_TYPES, FaultModes
 
@@ -106,7 +108,7 @@ class DemoServer(FaultModes):
         self._requested_port = port
         self.port = 0
         self._cache = ByteLRU(self.options.cache_bytes)
-        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self._inflight: dict[tuple[str, str, str], asyncio.Future] = {}
         self._seen_once: set[str] = set()  # per-URL state of the *once fault modes
         self._counts: collections.Counter[str] = collections.Counter()
         self._renders = 0
@@ -234,23 +236,26 @@ class DemoServer(FaultModes):
         await asyncio.gather(*(one(k) for k in keys))
         return len(keys)
 
-    async def _image(self, image_id: str, ext: str) -> bytes:
-        """Encoded bytes of one image: from the cache, or rendered once in the thread pool."""
-        key = (image_id, ext)
+    async def _image(self, image_id: str, ext: str, variant: str = "") -> bytes:
+        """Encoded bytes of one image (or of a copy made by ``variant``): from the cache, or
+        rendered once in the thread pool."""
+        key = (image_id, ext, variant)
         data = self._cache.get(key)
         if data is not None:
             return data
         fut = self._inflight.get(key)
         if fut is None:
-            fut = self._loop.run_in_executor(
-                self._executor, scene.image_bytes, image_id, self.seed, ext
-            )
+            if variant:
+                job = (variants.image_bytes, image_id, self.seed, variant, ext)
+            else:
+                job = (scene.image_bytes, image_id, self.seed, ext)
+            fut = self._loop.run_in_executor(self._executor, *job)
             self._inflight[key] = fut
             fut.add_done_callback(functools.partial(self._rendered, key))
         # shield: a client that hangs up must not cancel a render that others wait for.
         return await asyncio.shield(fut)
 
-    def _rendered(self, key: tuple[str, str], fut: asyncio.Future) -> None:
+    def _rendered(self, key: tuple[str, str, str], fut: asyncio.Future) -> None:
         self._inflight.pop(key, None)
         if not fut.cancelled() and fut.exception() is None:
             self._cache.put(key, fut.result())
@@ -266,6 +271,7 @@ class DemoServer(FaultModes):
         return {
             "requests": sum(v for k, v in counts.items() if k != "disconnects"),
             "img": counts.get("img", 0),
+            "variant": counts.get("variant", 0),
             "page": counts.get("page", 0),
             "not_found": counts.get("not_found", 0),
             "faults": faults,
@@ -289,6 +295,13 @@ class DemoServer(FaultModes):
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.path == STATS_PATH:
             return web.json_response(self.stats())
+        copy = urls.parse_variant_path(request.path)
+        if copy is not None:
+            self._count("variant")
+            variant, image_id, ext = copy
+            # an exact copy is the original's bytes: one render and one cache entry for both
+            data = await self._image(image_id, ext, "" if variant == "copy" else variant)
+            return web.Response(body=data, content_type=CONTENT_TYPES[ext])
         parsed = urls.parse_path(request.path)
         if parsed is None:
             page = _PAGE.match(request.path)

@@ -4,8 +4,9 @@
 ``cc12m.tsv`` is CC12M's headerless ``url<TAB>caption``, and ``captions.csv`` / ``captions.jsonl``
 / ``captions-extra.jsonl.gz`` are the plain ``url,caption`` files people export. Captions come from
 the same machinery as WAT alt texts; each table takes its own run of image ids, overlapping its
-neighbours (and the WAT files) a little, as sources overlap on the real web. Rows are written in
-batches, so bench-sized tables stream to disk.
+neighbours (and the WAT files) a little, as sources overlap on the real web, and a few rows show
+planted copies of earlier images or captions in other languages (:mod:`pipeline.demo_world.plant`).
+Rows are written in batches, so bench-sized tables stream to disk.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import fs
-from pipeline.demo_world import scene, urls
+from pipeline.demo_world import scene, urls, variants
+from pipeline.demo_world.plant import Planter
 from pipeline.demo_world.wat import Captioner
 from pipeline.demo_world.wiki import cached_scene
 
@@ -42,37 +44,65 @@ TABLES = {
 
 @dataclass(frozen=True)
 class Row:
-    """One (image, caption) pair of a table."""
+    """One (image, caption) pair of a table: row ``slot`` of the table's run of ids shows image
+    ``image_id`` (the slot's own, or a planted copy of another, made by ``variant``)."""
 
+    slot: int
     image_id: int
     url: str
     caption: str
+    variant: str = ""
+
+    def size(self, seed: int) -> tuple[int, int]:
+        """Width and height of the image the URL serves."""
+        s = cached_scene(self.image_id, seed)
+        return (
+            variants.size(s.width, s.height, self.variant) if self.variant else (s.width, s.height)
+        )
+
+    def image_bytes(self, seed: int) -> bytes:
+        """The bytes the URL serves (rendered: costly)."""
+        if self.variant:
+            ext = self.url.rsplit(".", 1)[1]
+            return variants.image_bytes(self.image_id, seed, self.variant, ext)
+        return scene.image_bytes(self.image_id, seed)
 
 
 class RowMaker:
-    """Rows for a run of image ids: absolute URLs (some through fault modes), captions with noise."""
+    """Rows for a run of image ids: absolute URLs (some through fault modes), captions with noise,
+    and the planted copies and foreign captions of :mod:`pipeline.demo_world.plant`."""
 
-    def __init__(self, cap: Captioner, port: int, fault_rate: float, rng: random.Random):
+    def __init__(
+        self, cap: Captioner, port: int, fault_rate: float, rng: random.Random, planter: Planter
+    ):
         self.cap, self.port, self.fault_rate, self.rng = cap, port, fault_rate, rng
+        self.planter = planter
         self.faults = 0
 
-    def row(self, image_id: int) -> Row:
-        """The row of image ``image_id``."""
-        ext = self.cap.scene_of(image_id).fmt
+    def row(self, slot: int) -> Row:
+        """The row of slot ``slot``: image ``slot``, or a planted copy of an earlier image."""
+        copy = self.planter.next_copy()
+        if copy is not None:
+            text = self.cap.noisy(self.cap.caption(copy.image_id, self.rng), self.rng).strip()
+            return Row(slot, copy.image_id, copy.url, text, copy.variant)
+        ext = self.cap.scene_of(slot).fmt
         fault = None
         if self.rng.random() < self.fault_rate:
             fault = urls.FAULT_MODES[self.faults % len(urls.FAULT_MODES)]
             self.faults += 1
-        text = self.cap.caption(image_id, self.rng)
+        url = urls.image_url(self.port, slot, ext, fault=fault)
+        foreign = fault is None and self.planter.maybe_foreign(slot, self.cap)
+        if foreign:
+            return Row(slot, slot, url, foreign)
+        text = self.cap.caption(slot, self.rng)
         if self.rng.random() < 0.05:
-            text = self.cap.unmatched(image_id, self.rng)
-        elif self.rng.random() < 0.05:
-            text = f'"{text.split(" - ")[0]}", she said'  # commas and quotes for the CSV writer
-        return Row(
-            image_id,
-            urls.image_url(self.port, image_id, ext, fault=fault),
-            self.cap.noisy(text, self.rng).strip(),
-        )
+            text = self.cap.unmatched(slot, self.rng)
+        else:
+            if self.rng.random() < 0.05:
+                text = f'"{text.split(" - ")[0]}", she said'  # commas and quotes for the CSV
+            if fault is None:
+                self.planter.maybe_group(slot)
+        return Row(slot, slot, url, self.cap.noisy(text, self.rng).strip())
 
     def batches(self, ids: range) -> Iterator[list[Row]]:
         """Rows of ``ids`` in lists of at most BATCH, made as they are written."""
@@ -81,18 +111,14 @@ class RowMaker:
 
 
 def _laion(rows: list[Row], seed: int, rng: random.Random) -> pa.Table:
-    sizes = [cached_scene(r.image_id, seed) for r in rows]
+    sizes = [r.size(seed) for r in rows]
     return pa.table(
         {
-            "SAMPLE_ID": pa.array([2_000_000 + r.image_id for r in rows], pa.int64()),
+            "SAMPLE_ID": pa.array([2_000_000 + r.slot for r in rows], pa.int64()),
             "URL": [r.url for r in rows],
             "TEXT": [r.caption for r in rows],
-            "HEIGHT": pa.array(
-                [None if rng.random() < 0.03 else s.height for s in sizes], pa.int64()
-            ),
-            "WIDTH": pa.array(
-                [None if rng.random() < 0.03 else s.width for s in sizes], pa.int64()
-            ),
+            "HEIGHT": pa.array([None if rng.random() < 0.03 else h for _, h in sizes], pa.int64()),
+            "WIDTH": pa.array([None if rng.random() < 0.03 else w for w, _ in sizes], pa.int64()),
             "LICENSE": [
                 rng.choice(("?", "?", "?", "?", "creativecommons.org/licenses/by/4.0"))
                 for _ in rows
@@ -104,11 +130,9 @@ def _laion(rows: list[Row], seed: int, rng: random.Random) -> pa.Table:
 
 
 def _datacomp(rows: list[Row], seed: int, first: bool) -> pa.Table:
-    sizes = [cached_scene(r.image_id, seed) for r in rows]
+    sizes = [r.size(seed) for r in rows]
     digests = [
-        hashlib.sha256(scene.image_bytes(r.image_id, seed)).hexdigest()
-        if first and i < SHA256_ROWS
-        else None
+        hashlib.sha256(r.image_bytes(seed)).hexdigest() if first and i < SHA256_ROWS else None
         for i, r in enumerate(rows)
     ]
     return pa.table(
@@ -116,8 +140,8 @@ def _datacomp(rows: list[Row], seed: int, first: bool) -> pa.Table:
             "uid": [hashlib.md5(r.url.encode()).hexdigest() for r in rows],
             "url": [r.url for r in rows],
             "text": [r.caption for r in rows],
-            "original_width": pa.array([s.width for s in sizes], pa.int64()),
-            "original_height": pa.array([s.height for s in sizes], pa.int64()),
+            "original_width": pa.array([w for w, _ in sizes], pa.int64()),
+            "original_height": pa.array([h for _, h in sizes], pa.int64()),
             "sha256": pa.array(digests, pa.string()),
         }
     )
@@ -156,11 +180,17 @@ def _write_text(path: str, batches: Iterator[list[Row]], fmt: str, gz: bool = Fa
 
 
 def write_tables(
-    out_dir: str, cap: Captioner, port: int, fault_rate: float, first_id: int, n_rows: int
+    out_dir: str,
+    cap: Captioner,
+    port: int,
+    fault_rate: float,
+    first_id: int,
+    n_rows: int,
+    planter: Planter,
 ) -> tuple[dict, int]:
     """Every table under ``out_dir``; returns ({file name: {rows, first_id, last_id}}, fault URLs)."""
     rng = random.Random(f"tables:{cap.seed}")
-    maker = RowMaker(cap, port, fault_rate, rng)
+    maker = RowMaker(cap, port, fault_rate, rng, planter)
     out, start = {}, first_id
     for name, share in TABLES.items():
         n = max(1, round(n_rows * share))

@@ -1,7 +1,9 @@
 """URLs of the demo image server: one scheme shared by the generator, the server and the tests.
 
 ``http://127.0.0.1:{port}/img/{image_id}.{ext}`` serves the image of :func:`scene.scene_for`;
-``http://127.0.0.1:{port}/f/{mode}/{image_id}.{ext}`` serves the same id through a fault mode.
+``http://127.0.0.1:{port}/f/{mode}/{image_id}.{ext}`` serves the same id through a fault mode;
+``http://127.0.0.1:{port}/v/{variant}/{image_id}.{ext}`` serves a copy of it made by one of
+:data:`VARIANTS` (the planted duplicates, :mod:`pipeline.demo_world.variants`).
 """
 
 from __future__ import annotations
@@ -36,8 +38,26 @@ FAULT_MODES = (
     "bad_status",  # a malformed HTTP status line ("HTTP/1.1 2x0 OK") before a JPEG
 )
 
+VARIANTS = (
+    "copy",  # the same bytes as /img/{id}.{ext}: the image at a second URL
+    "jpeg50",  # re-encoded as JPEG at quality 50 (.jpg only)
+    "jpeg80",
+    "webp60",  # re-encoded as WebP at quality 60 (.webp only)
+    "webp90",
+    "scale50",  # resized to 50% of its width and height
+    "scale75",
+    "scale150",
+    "trim1",  # 1% trimmed off every side
+    "trim2",
+)
+
 _PATH = re.compile(
     r"^/(?:img|f/(?P<mode>[a-z0-9_]+))/(?P<id>[A-Za-z0-9_-]+)\.(?P<ext>jpg|png|webp)$"
+)
+
+
+_VARIANT_PATH = re.compile(
+    r"^/v/(?P<variant>[a-z0-9]+)/(?P<id>[A-Za-z0-9_-]+)\.(?P<ext>jpg|png|webp)$"
 )
 
 
@@ -60,3 +80,28 @@ def parse_path(path: str) -> tuple[str | None, str, str] | None:
     if not m:
         return None
     return m.group("mode"), m.group("id"), m.group("ext")
+
+
+def variant_ext(variant: str, ext: str) -> str:
+    """The extension of a copy made by ``variant`` of an image in ``ext``: a re-encoding's own
+    format, else the original's."""
+    return {"jpeg": "jpg", "webp": "webp"}.get(variant[:4], ext)
+
+
+def variant_url(port: int, image_id: int | str, ext: str, variant: str) -> str:
+    """Absolute URL of a copy made by ``variant`` (one of :data:`VARIANTS`) of an image in
+    ``ext``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    return f"{base_url(port)}/v/{variant}/{image_id}.{variant_ext(variant, ext)}"
+
+
+def parse_variant_path(path: str) -> tuple[str, str, str] | None:
+    """``(variant, image_id, ext)`` for a copy's path, or None if it is not one (an unknown
+    variant, or a re-encoding under another format's extension)."""
+    m = _VARIANT_PATH.match(path)
+    if not m or m.group("variant") not in VARIANTS:
+        return None
+    if variant_ext(m.group("variant"), m.group("ext")) != m.group("ext"):
+        return None
+    return m.group("variant"), m.group("id"), m.group("ext")

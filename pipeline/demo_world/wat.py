@@ -6,7 +6,9 @@ an HTML response it carries ``HTML-Metadata`` with ``Head`` (``Title``, ``Base``
 ``Link``, ``Scripts``) and ``Links`` (``{"path": "IMG@/src", "url", "alt"}``, ``A@/href``...),
 exactly the shape Common Crawl publishes. The links hold what real pages hold: relative and
 protocol-relative URLs, ``<base>`` hrefs, empty and missing alts, duplicates, data: URIs, vector
-and icon images, private addresses, and a share of URLs routed through the server's fault modes.
+and icon images, private addresses, and a share of URLs routed through the server's fault modes;
+and the planted truths of :mod:`pipeline.demo_world.plant` (copies of earlier images at other
+URLs, a few captions in other languages).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from warcio.warcwriter import WARCWriter
 
 from pipeline import fs
 from pipeline.demo_world import scene, urls
+from pipeline.demo_world.plant import Planter
 from pipeline.demo_world.wiki import Article, cached_scene
 
 CRAWL = "CC-MAIN-2024-01"
@@ -42,6 +45,7 @@ PRIVATE_URLS = (
     "http://192.168.0.10/cam/{n}.jpg",
     "http://localhost/img/{n}.jpg",
 )
+PLAIN_FORMS = ("absolute", "root", "dotdot", "protocol", "base")  # demo URLs without a fault mode
 MOJIBAKE = ("cafÃ©", "naÃ¯ve", "Ã¼ber", "â€œquotedâ€\x9d", "piÃ±ata")
 
 
@@ -123,9 +127,16 @@ class LinkMaker:
     """Makes the IMG@/src links of pages, numbering demo images from ``first_id``."""
 
     def __init__(
-        self, cap: Captioner, port: int, fault_rate: float, first_id: int, rng: random.Random
+        self,
+        cap: Captioner,
+        port: int,
+        fault_rate: float,
+        first_id: int,
+        rng: random.Random,
+        planter: Planter,
     ):
         self.cap, self.port, self.fault_rate, self.rng = cap, port, fault_rate, rng
+        self.planter = planter
         self.next_id = first_id
         self.recent: list[dict] = []
         self.stats = LinkStats()
@@ -169,6 +180,13 @@ class LinkMaker:
             st.demo_img_links += 1
             st.with_alt += bool(link.get("alt", "").strip())
             return link
+        copy = self.planter.next_copy()
+        if copy is not None:  # a planted copy of an earlier image, with an alt text of its own
+            st.kinds["planted_copy"] += 1
+            st.demo_img_links += 1
+            st.with_alt += 1
+            alt = self.cap.noisy(self.cap.caption(copy.image_id, rng), rng)
+            return {"path": "IMG@/src", "url": copy.url, "alt": alt}
         image_id, self.next_id = self.next_id, self.next_id + 1
         if rng.random() < 0.03:
             kind, url = self._special(image_id)
@@ -185,11 +203,19 @@ class LinkMaker:
         elif r < 0.1:
             link["alt"] = rng.choice(("", " "))
             st.kinds["alt_empty"] += 1
+        elif r < 0.14:
+            link["alt"] = self.cap.noisy(self.cap.unmatched(image_id, rng), rng)
+            st.with_alt += 1
         else:
-            text = (
-                self.cap.unmatched(image_id, rng) if r < 0.14 else self.cap.caption(image_id, rng)
-            )
-            link["alt"] = self.cap.noisy(text, rng)
+            plain = kind in PLAIN_FORMS  # at the image's own URL: a planted truth can use it
+            foreign = plain and self.planter.maybe_foreign(image_id, self.cap)
+            if foreign:
+                link["alt"] = foreign
+                st.kinds["planted_foreign"] += 1
+            else:
+                link["alt"] = self.cap.noisy(self.cap.caption(image_id, rng), rng)
+                if plain:
+                    self.planter.maybe_group(image_id)
             st.with_alt += 1
         if rng.random() < 0.05:
             link["title"] = self.cap.caption(image_id, rng)
@@ -465,10 +491,12 @@ def write_wat(
     n_pages: int,
     n_files: int,
     images_per_page: float,
+    planter: Planter,
 ) -> tuple[dict[str, int], LinkStats, int]:
     """All WAT files; returns {file name: IMG@/src links}, the link counts and the next image id."""
     cap = Captioner(articles, seed)
-    maker = LinkMaker(cap, port, fault_rate, first_id=0, rng=random.Random(f"wat:{seed}"))
+    rng = random.Random(f"wat:{seed}")
+    maker = LinkMaker(cap, port, fault_rate, 0, rng, planter)
     per_file = -(-n_pages // n_files)
     links = {}
     for i in range(n_files):

@@ -1,5 +1,6 @@
 """Charts as inline SVG strings (no JavaScript, no network): line/scatter on linear or log axes,
-horizontal bars and histograms. Each function returns a self-contained ``<svg>`` element.
+horizontal bars and histograms (with marked thresholds). Each function returns a self-contained
+``<svg>`` element.
 """
 
 from __future__ import annotations
@@ -228,8 +229,10 @@ def histogram_chart(
     colour: str = "#3bb273",
     width: int = 560,
     height: int = 300,
+    markers: tuple[tuple[float, str], ...] = (),
 ) -> str:
-    """Vertical bars over ``{lo, hi, count}`` bins, labelled at a few bin edges."""
+    """Vertical bars over ``{lo, hi, count}`` bins (of equal width), labelled at a few bin edges;
+    each marker ``(value, label)`` is a dashed vertical line at that value."""
     left, right, top, bottom = 64, width - 18, 32, height - 50
     if not bins:
         return _frame(
@@ -273,4 +276,17 @@ def histogram_chart(
     parts.append(
         f'<text transform="translate({left - 46},{(top + bottom) / 2}) rotate(-90)" text-anchor="middle" fill="#333">{escape(y_label)}</text>'
     )
+    x = _Axis(bins[0]["lo"], bins[-1]["hi"], left, right, False)
+    for i, (value, text) in enumerate(markers):
+        px = min(max(x(value), left), right)
+        anchor = "end" if px > (left + right) / 2 else "start"
+        dx = -4 if anchor == "end" else 4
+        parts.append(
+            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{bottom}" stroke="#c0392b" '
+            f'stroke-width="2" stroke-dasharray="5,4"/>'
+        )
+        parts.append(
+            f'<text x="{px + dx:.1f}" y="{top + 12 + 14 * i}" text-anchor="{anchor}" '
+            f'fill="#c0392b">{escape(text)}</text>'
+        )
     return _frame(width, height, title, parts)

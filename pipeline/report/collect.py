@@ -499,6 +499,142 @@ def _thumbnails(tar_path: str, keys: set[str], side: int) -> dict[str, str]:
     return out
 
 
+# --- filters -----------------------------------------------------------------------------------
+
+
+FILTER_GROUPS = 8  # duplicate groups shown with thumbnails
+FILTER_MEMBERS = 8  # members shown of a larger group
+FILTER_EXAMPLES = 8  # dropped pairs shown per reason
+FILTER_QUERIES = 20  # queries that lost most
+FILTER_THUMB_PX = 120  # the section's thumbnails: many small ones
+
+
+def _shard_tar(layout: Layout, recorded: str | None, shard: int | None) -> str:
+    """A downloaded shard's tar: where filter.json says, else (an output folder that moved)
+    the tar of that name, or of that shard number, under this run's shards."""
+    if recorded and fs.exists(recorded):
+        return recorded
+    name = recorded.replace("\\", "/").rsplit("/", 1)[-1] if recorded else f"{shard or 0:05d}.tar"
+    return fs.join(layout.shards, name)
+
+
+def _captions(layout: Layout, members: list[dict]) -> dict[tuple[str, str], dict]:
+    """(tar, key) -> {caption, url} of group members, from the downloaded shards' Parquet."""
+    wanted: dict[str, set[str]] = {}
+    for m in members:
+        wanted.setdefault(m["tar"], set()).add(m["key"])
+    out = {}
+    for tar, keys in wanted.items():
+        path = tar[: -len(".tar")] + ".parquet" if tar.endswith(".tar") else tar
+        if not fs.exists(path):
+            continue
+        t = read_parquet(path, ("key", "caption", "url"))
+        for r in t.filter(pc.is_in(t["key"], pa.array(sorted(keys)))).to_pylist():
+            out[(tar, r["key"])] = {"caption": r.get("caption"), "url": r.get("url")}
+    return out
+
+
+def _attach_thumbs(items: list[dict], px: int) -> None:
+    """Give each item (with ``tar`` and ``key``) its thumbnail, one pass per tar."""
+    wanted: dict[str, set[str]] = {}
+    for it in items:
+        wanted.setdefault(it["tar"], set()).add(it["key"])
+    thumbs = {}
+    for tar, keys in wanted.items():
+        thumbs.update({(tar, k): v for k, v in _thumbnails(tar, keys, px).items()})
+    for it in items:
+        it["thumb"] = thumbs.get((it["tar"], it["key"]))
+
+
+def _duplicate_groups(layout: Layout, duplicates: dict) -> list[dict]:
+    """The largest groups: each member with its shard file, key, caption, and why it went."""
+    groups = []
+    for group in (duplicates.get("largest") or [])[:FILTER_GROUPS]:
+        keeper = group[0]
+        members = []
+        for i, m in enumerate(group[:FILTER_MEMBERS]):
+            exact = i and m.get("sha256") and m.get("sha256") == keeper.get("sha256")
+            members.append(
+                {
+                    "uid": m.get("uid"),
+                    "key": str(m.get("key")),
+                    "tar": _shard_tar(layout, m.get("source_tar"), m.get("shard")),
+                    "verdict": "kept" if i == 0 else ("exact copy" if exact else "near copy"),
+                }
+            )
+        groups.append({"size": len(group), "members": members})
+    return groups
+
+
+def _filter_examples(layout: Layout, examples: dict) -> dict[str, list[dict]]:
+    """A few dropped pairs per reason, with what the filters knew of each."""
+    keep = ("uid", "caption", "url", "clip_score", "language", "language_score", "duplicate_of")
+    out = {}
+    for reason, rows in examples.items():
+        out[reason] = [
+            {
+                **{k: r.get(k) for k in keep},
+                "key": str(r.get("source_key")),
+                "tar": _shard_tar(layout, r.get("source_tar"), r.get("source_shard")),
+            }
+            for r in rows[:FILTER_EXAMPLES]
+        ]
+    return out
+
+
+def _filter_note(lineage: dict) -> str | None:
+    """Why the figures may not describe the shards on disk, if they may not."""
+    filt = lineage["stages"].get("filter") or {}
+    down = lineage["stages"].get("download") or {}
+    if filt.get("missing"):
+        return "reports/filter.json has no completed filter run behind it (filtered/_SUCCESS.json)"
+    if (down.get("started_at") or "") > (filt.get("started_at") or ""):
+        return "the shards were downloaded again after the filter ran: these figures are older"
+    return None
+
+
+def collect_filters(layout: Layout, lineage: dict, thumb: int = FILTER_THUMB_PX) -> dict:
+    """Filters section: what the curation filters dropped and why, from ``reports/filter.json``,
+    with thumbnails of duplicate groups and of dropped pairs (read from the downloaded shards)."""
+    path = fs.join(layout.reports, "filter.json")
+    data = read_json(path)
+    if not isinstance(data, dict) or "totals" not in data:
+        hint = "run `wit filter`, or set filter.in_shards: true for `wit shards`"
+        return missing(path, hint=hint)
+    duplicates = data.get("duplicates") or {"enabled": False}
+    groups = _duplicate_groups(layout, duplicates)
+    examples = _filter_examples(layout, data.get("examples") or {})
+    members = [m for g in groups for m in g["members"]]
+    captions = _captions(layout, members)
+    for m in members:
+        m.update(captions.get((m["tar"], m["key"]), {"caption": None, "url": None}))
+    _attach_thumbs(members + [e for rows in examples.values() for e in rows], thumb)
+    queries = data.get("per_query") or []
+    lost = sorted(
+        (q for q in queries if q.get("downloaded", 0) > q.get("kept", 0)),
+        key=lambda q: (-(q["downloaded"] - q["kept"]), -q["downloaded"], str(q.get("query"))),
+    )
+    return {
+        "available": True,
+        "note": _filter_note(lineage),
+        "totals": data["totals"],
+        "reasons": data.get("reasons") or {},
+        "languages": data.get("languages") or {},
+        "balance": data.get("balance") or {},
+        "clip": data.get("clip") or {"enabled": False},
+        "duplicates": {k: v for k, v in duplicates.items() if k != "largest"},
+        "groups": groups,
+        "examples": examples,
+        "queries": {
+            "with_downloads": len(queries),
+            "with_losses": len(lost),
+            "most_lost": lost[:FILTER_QUERIES],
+        },
+        "config": data.get("config") or {},
+        "shards": data.get("shards") or {},
+    }
+
+
 # --- lineage -----------------------------------------------------------------------------------
 
 
@@ -538,6 +674,7 @@ def collect(out: str, sample_grid: int, table_rows: int = 0, thumbnail_px: int =
         "balance": collect_balance(layout, rows, counts),
         "download": download,
         "samples": collect_samples(layout, scan, sample_grid, thumbnail_px),
+        "filters": collect_filters(layout, lineage, min(thumbnail_px, FILTER_THUMB_PX)),
         "lineage": lineage,
         "table": {
             "columns": ["query_id", "query", "source", "matches", "selected", "downloaded"],

@@ -38,6 +38,10 @@ border-radius:10px;padding:0 7px;margin:2px 3px 0 0;font-size:11px}
 .scroll{max-height:520px;overflow:auto;border:1px solid var(--line);border-radius:6px;margin-top:8px}
 pre{background:#f6f8fa;padding:10px;border-radius:6px;overflow:auto;max-height:420px;font-size:12px}
 details summary{cursor:pointer;color:var(--accent);font-weight:600}
+.grid.small{grid-template-columns:repeat(auto-fill,minmax(136px,1fr));gap:8px}
+.grid.small figure img{height:104px}.group{margin:10px 0 14px}.group h4{margin:0 0 6px;font-size:13px}
+figure.kept{border-color:#3bb273;background:#f3fbf5}figure.dropped{border-color:#e9a496;background:#fdf5f3}
+.tag.drop{background:#fbe4de;color:#9c2f16}.tag.keep{background:#dff3e5;color:#1e6b36}
 @media(max-width:900px){.cols{grid-template-columns:1fr}}
 """
 
@@ -429,6 +433,245 @@ def samples_section(samples: list[dict]) -> str:
     return f'<div class="grid">{"".join(figs)}</div>'
 
 
+REASON_LABELS = {
+    "image_unreadable": "image unreadable",
+    "duplicate_exact": "exact duplicate",
+    "duplicate_near": "near duplicate",
+    "language_excluded": "language excluded",
+    "clip_score_below": "CLIP score below minimum",
+    "clip_score_not_in_top": "CLIP not in top fraction",
+}
+
+
+def filters_section(f: dict) -> str:
+    """Curation filters: what each dropped and why, CLIP scores, duplicate groups, languages,
+    dropped pairs and what the drops did to each query."""
+    if not f.get("available"):
+        paths = "".join(f"<li><code>{escape(p)}</code></li>" for p in f.get("missing", []))
+        return (
+            '<div class="missing"><b>Filters: the filter did not run.</b> '
+            f"{escape(f.get('hint', ''))}. Looked for:<ul>{paths}</ul></div>"
+        )
+    parts = []
+    if f.get("note"):
+        parts.append(f'<div class="missing"><b>Note:</b> {escape(f["note"])}</div>')
+    parts += [
+        _filter_cards(f),
+        _filter_reasons(f["reasons"]),
+        "<h3>CLIP score</h3>",
+        _clip(f["clip"]),
+        "<h3>Duplicate images</h3>",
+        _duplicates(f["duplicates"], f["groups"]),
+        "<h3>Caption languages</h3>",
+        _languages(f["languages"], f["config"].get("languages") or []),
+        "<h3>Examples of dropped pairs</h3>",
+        _dropped_examples(f["examples"]),
+        "<h3>Per-query losses</h3>",
+        _query_losses(f["queries"], f["balance"]),
+        "<details><summary>Filter configuration (reports/filter.json)</summary>",
+        kv_table({"config": f["config"], "shards": f["shards"]}),
+        "</details>",
+    ]
+    return "".join(parts)
+
+
+def _filter_cards(f: dict) -> str:
+    t, b = f["totals"], f["balance"]
+    before, after = b.get("before") or {}, b.get("after") or {}
+    share = t.get("filtered", 0) / t["successes_before"] if t.get("successes_before") else None
+    items = [
+        ("downloaded pairs (before filtering)", num(t.get("successes_before"))),
+        ("kept", num(t.get("kept"))),
+        ("dropped", f"{num(t.get('filtered'))} ({pct(share)})"),
+        ("duplicate groups", num(f["duplicates"].get("groups"))),
+        ("queries emptied by the filters", num(b.get("queries_emptied"))),
+    ]
+    if before and after:
+        items += [
+            ("Gini before → after filtering", f"{before['gini']:.3f} → {after['gini']:.3f}"),
+            (
+                "top-1% queries' share before → after",
+                f"{pct(before['top1_share'])} → {pct(after['top1_share'])}",
+            ),
+        ]
+    return cards(items)
+
+
+def _filter_reasons(reasons: dict) -> str:
+    first, every = reasons.get("first") or {}, reasons.get("any") or {}
+    rows = [[REASON_LABELS.get(r, r), n, every.get(r, 0)] for r, n in first.items()]
+    bars = [(label, n) for label, n, _ in rows if n]
+    return (
+        '<div class="cols"><div>'
+        + charts.hbar_chart(bars, "Pairs dropped, by first reason", colour="#e4572e")
+        + '</div><div><p class="muted">A pair is dropped when any enabled filter drops it; its '
+        "first reason (in this order) is its <code>error_message</code>, every reason is in "
+        "<code>filter_reasons</code>.</p>"
+        + table(["reason", "first reason", "a reason"], rows)
+        + "</div></div>"
+    )
+
+
+def _clip(c: dict) -> str:
+    if not c.get("enabled"):
+        return '<p class="muted">Off (<code>filter.clip: false</code>): no CLIP scores.</p>'
+    markers = []
+    if c.get("min_score", -1) > -1:
+        markers.append((c["min_score"], f"min score {c['min_score']:.3f}"))
+    if c.get("top_threshold") is not None:
+        markers.append(
+            (c["top_threshold"], f"top {pct(c.get('top_fraction'))}: {c['top_threshold']:.3f}")
+        )
+    head = cards(
+        [
+            ("pairs scored", num(c.get("scored"))),
+            ("minimum score", "off" if c.get("min_score", -1) <= -1 else num(c["min_score"])),
+            ("top fraction kept", pct(c.get("top_fraction"))),
+            ("top-fraction threshold", num(c.get("top_threshold"))),
+        ]
+    )
+    chart = charts.histogram_chart(
+        c.get("histogram") or [],
+        "CLIP image-text score of every scored pair",
+        "cosine similarity",
+        "pairs",
+        colour="#2e86ab",
+        markers=tuple(markers),
+    )
+    weights = f'<p class="muted">Weights: {escape(str(c.get("weights") or "?"))}</p>'
+    return head + f'<div class="charts">{chart}</div>' + weights
+
+
+def _figure(item: dict, css: str, tags: list[tuple[str, str]]) -> str:
+    """One thumbnail with its caption and tags (``(text, css class)``)."""
+    caption = escape(item.get("caption") or "")
+    img = (
+        f'<img src="{item["thumb"]}" alt="{caption}" loading="lazy">'
+        if item.get("thumb")
+        else '<div class="muted">image not found in the shards</div>'
+    )
+    badges = "".join(f'<span class="tag {c}">{escape(t)}</span>' for t, c in tags)
+    return (
+        f'<figure class="{css}">{img}<figcaption>{badges}<br>{caption}<br>'
+        f'<span class="muted">{escape(item.get("key") or "")}</span></figcaption></figure>'
+    )
+
+
+def _duplicates(d: dict, groups: list[dict]) -> str:
+    if not d.get("enabled"):
+        return '<p class="muted">Off (<code>filter.dedup_exact</code> and <code>dedup_near</code> false).</p>'
+    dropped = d.get("dropped") or {}
+    parts = [
+        cards(
+            [
+                ("groups", num(d.get("groups"))),
+                ("images in groups", num(d.get("images_in_groups"))),
+                ("dropped as exact copies", num(dropped.get("duplicate_exact", 0))),
+                ("dropped as near copies", num(dropped.get("duplicate_near", 0))),
+            ]
+        ),
+        '<p class="muted">Group sizes: '
+        + escape(
+            ", ".join(f"{n} groups of {k}" for k, n in (d.get("group_sizes") or {}).items())
+            or "none"
+        )
+        + ". Each group keeps the image of smallest uid; the others go.</p>",
+    ]
+    for i, g in enumerate(groups, 1):
+        figs = "".join(
+            _figure(
+                m,
+                "kept" if m["verdict"] == "kept" else "dropped",
+                [(m["verdict"], "keep" if m["verdict"] == "kept" else "drop")],
+            )
+            for m in g["members"]
+        )
+        more = f" (first {len(g['members'])} shown)" if g["size"] > len(g["members"]) else ""
+        parts.append(
+            f'<div class="group"><h4>Group {i}: {g["size"]} images{more}</h4>'
+            f'<div class="grid small">{figs}</div></div>'
+        )
+    return "".join(parts)
+
+
+def _languages(langs: dict, allowed: list[str]) -> str:
+    before, kept = langs.get("before") or {}, langs.get("kept") or {}
+    rows = [[code, n, kept.get(code, 0), n - kept.get(code, 0)] for code, n in before.items()]
+    keep = ", ".join(allowed) if allowed else "every language"
+    return (
+        '<div class="cols"><div>'
+        + charts.hbar_chart(
+            list(before.items())[:12], "Caption languages (downloaded pairs)", colour="#8e6c8a"
+        )
+        + f'</div><div><p class="muted">Kept: {escape(keep)}. <code>und</code>: too short or '
+        "unclear to name a language. A pair may also go for another reason.</p>"
+        + table(["language", "downloaded", "kept", "dropped"], rows)
+        + "</div></div>"
+    )
+
+
+def _dropped_examples(examples: dict) -> str:
+    if not examples:
+        return '<p class="muted">Nothing was dropped.</p>'
+    parts = []
+    for reason, rows in examples.items():
+        figs = []
+        for r in rows:
+            tags = [(REASON_LABELS.get(reason, reason), "drop")]
+            if r.get("language"):
+                tags.append((f"{r['language']} {num(r.get('language_score'))}", ""))
+            if r.get("clip_score") is not None:
+                tags.append((f"CLIP {r['clip_score']:.3f}", ""))
+            if r.get("duplicate_of"):
+                tags.append((f"copy of {r['duplicate_of'][:8]}", ""))
+            figs.append(_figure(r, "dropped", tags))
+        parts.append(
+            f"<h4>{escape(REASON_LABELS.get(reason, reason))}</h4>"
+            f'<div class="grid small">{"".join(figs)}</div>'
+        )
+    return "".join(parts)
+
+
+def _query_losses(q: dict, balance: dict) -> str:
+    rows = []
+    for r in q["most_lost"]:
+        lost = r["downloaded"] - r["kept"]
+        why = ", ".join(
+            f"{REASON_LABELS.get(k, k)}: {n}"
+            for k, n in sorted(r["lost"].items(), key=lambda kv: -kv[1])
+        )
+        rows.append(
+            [
+                r.get("query") or str(r["query_id"]),
+                r["downloaded"],
+                r["kept"],
+                lost,
+                pct(lost / r["downloaded"]),
+                why,
+            ]
+        )
+    before, after = balance.get("before") or {}, balance.get("after") or {}
+    summary = cards(
+        [
+            ("queries with downloads", num(q["with_downloads"])),
+            ("queries that lost pairs", num(q["with_losses"])),
+            ("queries left with none", num(balance.get("queries_emptied"))),
+            (
+                "pairs over queries before → after",
+                f"{num(before.get('pairs'))} → {num(after.get('pairs'))}",
+            ),
+        ]
+    )
+    if not rows:
+        return summary + '<p class="muted">No query lost a pair.</p>'
+    return (
+        summary
+        + f'<p class="muted">The {len(rows)} queries that lost most (a pair counts toward every query '
+        "in its <code>selected_for</code>).</p>"
+        + table(["query", "downloaded", "kept", "lost", "share lost", "why"], rows)
+    )
+
+
 def lineage_section(lin: dict) -> str:
     """Inputs, config, versions, seeds and timings of each stage."""
     rows = []
@@ -501,12 +744,15 @@ def render(data: dict) -> str:
             ("downloaded images", num(d["success"])),
             ("download success", pct(d["success_rate"])),
         ]
+    if data["filters"].get("available"):
+        head.append(("kept by the filters", num(data["filters"]["totals"].get("kept"))))
     sections = [
         ("queries", "Query list", queries_section(data["queries"])),
         ("balance", "Balance", balance_section(b)),
         ("table", "Every query", query_table_section(data["table"])),
         ("download", "Download", download_section(d)),
         ("samples", "Sample of downloaded images", samples_section(data["samples"])),
+        ("filters", "Filters", filters_section(data["filters"])),
         ("lineage", "Lineage", lineage_section(data["lineage"])),
     ]
     nav = "".join(f'<a href="#{sid}">{escape(title)}</a>' for sid, title, _ in sections)

@@ -20,11 +20,21 @@ def run(run: RunConfig, report: ReportConfig) -> dict:
     # the JSON is the data behind the page; thumbnails are only in the HTML
     plain = copy.copy(data)
     plain["samples"] = [{k: v for k, v in s.items() if k != "thumb"} for s in data["samples"]]
+    plain["filters"] = without_thumbs(data["filters"])
     json_path = fs.join(layout.reports, "report.json")
     html_path = fs.join(layout.reports, "index.html")
     fs.write_text_atomic(json_path, json.dumps(plain, indent=1, default=str) + "\n")
     fs.write_text_atomic(html_path, html.render(data))
     return summary(data, html_path)
+
+
+def without_thumbs(value):
+    """A copy of nested data without its ``thumb`` entries (they live in the HTML only)."""
+    if isinstance(value, dict):
+        return {k: without_thumbs(v) for k, v in value.items() if k != "thumb"}
+    if isinstance(value, list):
+        return [without_thumbs(v) for v in value]
+    return value
 
 
 def summary(data: dict, html_path: str) -> dict:
@@ -43,4 +53,7 @@ def summary(data: dict, html_path: str) -> dict:
     if d.get("available") and "success" in d:
         out["downloaded"] = d["success"]
     out["samples_shown"] = len(data["samples"])
+    f = data["filters"]
+    if f.get("available"):
+        out["kept_by_filters"] = f["totals"].get("kept")
     return out
