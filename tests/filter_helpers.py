@@ -7,9 +7,8 @@ import hashlib
 import os
 from dataclasses import replace
 
-from PIL import Image
-
 from pipeline.demo_world import scene as S
+from pipeline.demo_world import variants
 from pipeline.download import shard_writer as sw
 from pipeline.download.images import ImageOptions, process_image
 from pipeline.download.manifest import write_manifest
@@ -39,21 +38,15 @@ def distinct_scenes(n: int, seed: int = 0) -> list[int]:
     return ids
 
 
+# The test's copy kinds, as the demo server makes them (pipeline.demo_world.variants).
+VARIANT_OF = {"reencoded": "jpeg50", "resized": "scale75", "trimmed": "trim2"}
+
+
 def served(image_id: int, variant: str = "original", seed: int = 0) -> bytes:
     """The bytes a server would send for ``image_id``: the original or a modified copy."""
-    sc = S.scene_for(image_id, seed)
-    img = S.render(sc, image_id, seed)
-    w, h = img.size
     if variant == "original":
-        return S.encode(img, sc.fmt)
-    if variant == "reencoded":
-        return S.encode(img, "jpg", 60)
-    if variant == "resized":
-        return S.encode(img.resize((w * 3 // 4, h * 3 // 4), Image.BICUBIC), "jpg", 85)
-    if variant == "trimmed":  # 2% off every side
-        dx, dy = round(0.02 * w), round(0.02 * h)
-        return S.encode(img.crop((dx, dy, w - dx, h - dy)), "jpg", 85)
-    raise ValueError(variant)
+        return S.image_bytes(image_id, seed, S.scene_for(image_id, seed).fmt)
+    return variants.image_bytes(image_id, seed, VARIANT_OF[variant], "jpg")
 
 
 def caption_for(image_id: int, seed: int = 0) -> str:
