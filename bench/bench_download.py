@@ -224,10 +224,11 @@ def codec_floor(bodies: list[tuple[str, bytes]], threads: int) -> dict:
 
     Every good image of the run is measured (a prefix would have another format and size mix);
     JPEG draft on/off is compared on every 10th image to keep the bench short. The allocator is
-    tuned first, as ``wit download`` tunes its own process (:mod:`pipeline.download.memory`), so
+    tuned first, as ``wit download`` tunes its own process (:func:`pipeline.memory.keep_freed_memory`), so
     the floor is the best this image code does, not one that pays page faults the tool avoids.
     """
-    from pipeline.download import images, memory
+    from pipeline import memory
+    from pipeline.download import images
 
     memory.keep_freed_memory()
 

@@ -9,7 +9,9 @@ difference is start-up: Beam and the named modules (the stage's transforms, whic
 would otherwise import while unpickling them) are imported with the cyclic garbage collector
 paused and then frozen, as the main process does (:func:`pipeline.stages.import_frozen`). That
 saves a part of each worker process's start-up CPU (``python -m bench.bench_download`` measures
-start-up) and keeps later collections from rescanning Beam's long-lived objects.
+start-up) and keeps later collections from rescanning Beam's long-lived objects. A worker also
+keeps one malloc arena and lets Arrow allocate through it
+(:func:`pipeline.memory.lean_allocators`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import sys
 
 def main(argv: list[str]) -> None:
     """Import the harness and ``argv``'s modules frozen, then run Beam's SDK worker main."""
+    from pipeline.memory import lean_allocators
+
+    lean_allocators()
     gc.disable()
     try:
         from apache_beam.runners.worker import sdk_worker_main

@@ -16,6 +16,11 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from queries import tokenize, wikitext
 from queries.dump_reader import DumpFile, Record, Skip
@@ -104,23 +109,71 @@ class TextCounter:
             counter.clear()
 
     def drain_shards(self, n_shards: int):
-        """Yield ``((kind, shard), {key: count})``: everything counted so far in ``n_shards``
-        dicts per kind (a key always lands in the same shard, on any machine), and reset."""
+        """Yield ``((kind, shard), counts)``: everything counted so far in ``n_shards`` count
+        tables per kind (:func:`shard_counts`; a key always lands in the same shard, on any
+        machine), and reset."""
         for kind, counter in (("u", self.unigrams), ("b", self.bigrams), ("s", self.stats)):
             if counter:
-                for shard, part in enumerate(shard_counts(counter, n_shards)):
-                    if part:
-                        yield (kind, shard), part
+                for shard, part in shard_counts(counter, n_shards):
+                    yield (kind, shard), part
             counter.clear()
 
 
-def shard_counts(counter: Counter, n_shards: int) -> list[dict]:
-    """Split counts into ``n_shards`` dicts by a stable hash of the key (CRC-32, not ``hash()``,
-    which differs between processes)."""
-    parts: list[dict] = [{} for _ in range(n_shards)]
-    for key, n in counter.items():
-        parts[zlib.crc32(key.encode("utf-8")) % n_shards][key] = n
-    return parts
+def shard_counts(counter: Counter, n_shards: int) -> Iterator[tuple[int, pa.Table]]:
+    """``(shard, table)`` per non-empty shard: the counts as Arrow tables of ``key`` and ``n``,
+    split by a stable hash of the key (CRC-32, not ``hash()``, which differs between processes).
+
+    Tables, not dicts: a merge sums them in C++ (:func:`sum_counts`), and a runner moves their
+    buffers instead of encoding every entry.
+    """
+    keys = list(counter)
+    crc32 = zlib.crc32
+    shards = np.fromiter((crc32(k.encode("utf-8")) for k in keys), np.int64, len(keys))
+    shards %= n_shards
+    order = np.argsort(shards, kind="stable")
+    table = pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "n": np.fromiter(counter.values(), np.int64, len(keys)),
+        }
+    )
+    cuts = np.flatnonzero(np.diff(shards[order])) + 1
+    for start, end in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist()):
+        yield int(shards[order[start]]), table.take(pa.array(order[start:end]))
+
+
+def sum_counts(tables: list[pa.Table]) -> pa.Table:
+    """Count tables (``key``, ``n``) summed per key into one (in no particular order)."""
+    tables = [t for t in tables if t.num_rows]
+    if len(tables) == 1:
+        return tables[0]
+    if not tables:
+        return pa.table({"key": pa.array([], pa.string()), "n": pa.array([], pa.int64())})
+    summed = pa.concat_tables(tables).group_by("key").aggregate([("n", "sum")])
+    return pa.table({"key": summed.column("key"), "n": summed.column("n_sum")})
+
+
+def count_rows(counts: pa.Table) -> Iterator[tuple[str, int]]:
+    """The ``(key, n)`` rows of a count table."""
+    return zip(counts.column("key").to_pylist(), counts.column("n").to_pylist())
+
+
+def pairs_with_word_counts(pairs: pa.Table, words: pa.Table) -> Iterator[tuple[str, int, int, int]]:
+    """``(bigram, c(xy), c(x), c(y))`` for each pair count whose two words both have counts."""
+    if not pairs.num_rows or not words.num_rows:
+        return
+    keys = pairs.column("key").combine_chunks()
+    parts = pc.split_pattern(keys, " ", max_splits=1)  # a word holds no space
+    where_x = pc.index_in(pc.list_element(parts, 0), value_set=words.column("key"))
+    where_y = pc.index_in(pc.list_element(parts, 1), value_set=words.column("key"))
+    both = pc.and_(pc.is_valid(where_x), pc.is_valid(where_y))
+    n = words.column("n").combine_chunks()
+    yield from zip(
+        keys.filter(both).to_pylist(),
+        pairs.column("n").filter(both).to_pylist(),
+        n.take(where_x.filter(both)).to_pylist(),
+        n.take(where_y.filter(both)).to_pylist(),
+    )
 
 
 def pmi(c_xy: int, c_x: int, c_y: int, n: int) -> float:

@@ -6,10 +6,11 @@ corpus-sized (148,730 names from a local lexicon) and is derived on the driver
 (:func:`queries.sources.wordnet_candidates`): through Beam's local runner, one element per name
 cost far more than the work itself, and every remote worker would need the WordNet files.
 Counting pre-aggregates inside each split (a :class:`~queries.sources.TextCounter` drained when
-full and at the end of the split) and ships the counts as a few dicts per split, sharded by a
-stable hash of the word, which a combiner merges per shard: Beam's cost is per element, so this
-moves tens of dicts through the shuffle instead of one element per distinct word or bigram (or
-worse, per occurrence). Only the merged totals become one element per key.
+full and at the end of the split) and ships the counts as a few Arrow tables per split, sharded by
+a stable hash of the word, which a combiner sums per shard in C++: Beam's cost is per element and
+per entry it encodes, so this moves tens of tables through the shuffle instead of one element per
+distinct word or bigram (or worse, per occurrence). Only the merged totals that pass their
+threshold become one element per key.
 
 Every step has one output (a step that yields two kinds of results tags each element with its
 kind, and :func:`only` picks one kind out), nothing is emitted from ``finish_bundle`` and no step
@@ -22,10 +23,11 @@ import json
 from dataclasses import dataclass
 
 import apache_beam as beam
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from pipeline import fs
-from pipeline.portable import Gather, SumCounts, ToListFn, WithValue, WriteLines
+from pipeline.portable import Gather, ToListFn, WithValue, WriteLines
 from queries import dump_reader, pageviews, sources
 from queries.sources import Candidate
 
@@ -42,8 +44,9 @@ def only(pcoll, kind: str, label: str):
 
 
 class ReadAndCountFn(beam.DoFn):
-    """Reads one split of a dump; yields ``("counts", ((kind, shard), {key: n}))`` dicts and one
-    ``("titles", [(title, kind), ...])`` with the split's namespace-0 titles."""
+    """Reads one split of a dump; yields ``("counts", ((kind, shard), counts))`` count tables
+    (:func:`queries.sources.shard_counts`) and one ``("titles", [(title, kind), ...])`` with the
+    split's namespace-0 titles."""
 
     def __init__(self, lower: bool, max_page_bytes: int, max_entries: int, n_shards: int):
         self.lower, self.max_page_bytes, self.max_entries = lower, max_page_bytes, max_entries
@@ -69,16 +72,48 @@ class ReadAndCountFn(beam.DoFn):
         yield "titles", titles
 
 
+class SumCountTables(beam.CombineFn):
+    """Count tables (``key``, ``n``) summed per key; summed as they come, many at a time."""
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, table):
+        acc.append(table)
+        return [sources.sum_counts(acc)] if len(acc) >= 32 else acc
+
+    def merge_accumulators(self, accs):
+        return [sources.sum_counts([t for acc in accs for t in acc])]
+
+    def extract_output(self, acc):
+        return sources.sum_counts(acc)
+
+
+def _at_least(counts, floor: int):
+    """The rows of a count table with ``n >= floor``."""
+    return counts if floor <= 1 else counts.filter(pc.greater_equal(counts.column("n"), floor))
+
+
 def _of_kind(kv, kind: str, floor: int):
-    """``((kind, shard), {key: count})`` -> its ``(key, count)`` pairs of at least ``floor``."""
+    """``((kind, shard), counts)`` -> its ``(key, count)`` pairs of at least ``floor``."""
     (k, _), counts = kv
     if k == kind:
-        yield from ((key, n) for key, n in counts.items() if n >= floor)
+        yield from sources.count_rows(_at_least(counts, floor))
+
+
+def _tables_of_kind(kv, kind: str, floor: int):
+    """``((kind, shard), counts)`` -> ``(shard, counts of at least floor)``."""
+    (k, shard), counts = kv
+    if k == kind:
+        kept = _at_least(counts, floor)
+        if kept.num_rows:
+            yield shard, kept
 
 
 class ReadWikiCounts(beam.PTransform):
-    """Dump splits -> ``unigrams``, ``bigrams`` (only those seen at least ``bigram_floor``
-    times), ``stats`` (key, count) and ``titles`` (title, kind) of namespace-0 pages.
+    """Dump splits -> ``unigrams`` and ``bigrams`` (only those seen at least ``bigram_floor``
+    times) as ``(shard, counts)`` count tables (a key in one shard only), ``stats``
+    (key, count) and ``titles`` (title, kind) of namespace-0 pages.
 
     The splits are planned on the driver (:func:`queries.dump_reader.plan_splits`) so that each
     is its own element from the start: runners that keep a Create's partitioning (Dask's) would
@@ -101,55 +136,79 @@ class ReadWikiCounts(beam.PTransform):
         read = splits | "ReadAndCount" >> beam.ParDo(
             ReadAndCountFn(self.lower, self.max_page_bytes, self.max_entries, self.n_shards)
         )
-        merged = only(read, "counts", "Counts") | "SumCounts" >> beam.CombinePerKey(SumCounts())
+        merged = only(read, "counts", "Counts") | "SumCounts" >> beam.CombinePerKey(
+            SumCountTables()
+        )
         return {
-            "unigrams": merged | "Unigrams" >> beam.FlatMap(_of_kind, "u", 1),
-            "bigrams": merged | "Bigrams" >> beam.FlatMap(_of_kind, "b", self.bigram_floor),
+            "unigrams": merged | "Unigrams" >> beam.FlatMap(_tables_of_kind, "u", 1),
+            "bigrams": merged | "Bigrams" >> beam.FlatMap(_tables_of_kind, "b", self.bigram_floor),
             "stats": merged | "Stats" >> beam.FlatMap(_of_kind, "s", 1),
             "titles": only(read, "titles", "TitleLists") | "Titles" >> beam.FlatMap(lambda ts: ts),
         }
 
 
+def _unigram_candidates(shard_counts, min_count: int):
+    for word, n in sources.count_rows(_at_least(shard_counts[1], min_count)):
+        yield Candidate(word, "wiki_unigram", count=n, rank_key=float(n))
+
+
 class UnigramSource(beam.PTransform):
-    """(word, count) -> Candidates of words with count >= ``min_count``."""
+    """``(shard, counts)`` word count tables -> Candidates of words with count >= ``min_count``."""
 
     def __init__(self, min_count: int):
         super().__init__()
         self.min_count = min_count
 
     def expand(self, unigrams):
-        return (
-            unigrams
-            | "AtLeastMinCount" >> beam.Filter(lambda kv, m: kv[1] >= m, self.min_count)
-            | "ToCandidate"
-            >> beam.Map(
-                lambda kv: Candidate(kv[0], "wiki_unigram", count=kv[1], rank_key=float(kv[1]))
-            )
-        )
+        return unigrams | "AtLeastMinCount" >> beam.FlatMap(_unigram_candidates, self.min_count)
 
 
-def _attach(kv):
-    """Join step: (word, {'bigrams': [(xy, c, ...)], 'word': [c_word]}) -> bigrams with c_word added."""
-    _, grouped = kv
-    counts = grouped["word"]
-    if not counts:
-        return
-    for rec in grouped["bigrams"]:
-        yield (*rec, counts[0])
+class WordsAndTotal(beam.CombineFn):
+    """Word count tables -> ``(words seen at least min_count times, total of all counts)``.
+
+    A word is in one shard's table only, so the filtered tables are concatenated, not summed.
+    """
+
+    def __init__(self, min_count: int):
+        self.min_count = min_count
+
+    def create_accumulator(self):
+        return [], 0
+
+    def add_input(self, acc, shard_counts):
+        tables, total = acc
+        counts = shard_counts[1]
+        tables.append(_at_least(counts, self.min_count))
+        return tables, total + (pc.sum(counts.column("n")).as_py() or 0)
+
+    def merge_accumulators(self, accs):
+        tables, total = [], 0
+        for more, n in accs:
+            tables.extend(more)
+            total += n
+        return tables, total
+
+    def extract_output(self, acc):
+        return sources.sum_counts(acc[0]), acc[1]
 
 
-def _score(rec, n: int):
-    bigram, c_xy, c_x, c_y = rec
-    return Candidate(
-        bigram, "wiki_bigram", count=c_xy, pmi=sources.pmi(c_xy, c_x, c_y, n), rank_key=0.0
-    )
+def _scored_bigrams(record):
+    """``((shard, pair counts), (word counts, total))`` -> a Candidate per pair whose two words
+    are both among the word counts, scored by PMI."""
+    (_, pairs), (words, total) = record
+    for bigram, c_xy, c_x, c_y in sources.pairs_with_word_counts(pairs, words):
+        score = sources.pmi(c_xy, c_x, c_y, total)
+        yield Candidate(bigram, "wiki_bigram", count=c_xy, pmi=score, rank_key=score)
 
 
 class BigramSource(beam.PTransform):
-    """(bigram, count) + (word, count) -> Candidates scored by PMI, thresholded or top N.
+    """``(shard, counts)`` word and pair count tables -> Candidates scored by PMI, thresholded
+    or top N.
 
     PMI = ln(c(xy) * N / (c(x) c(y))) with N the total number of word tokens. Pairs seen fewer
     than ``min_count`` times are not scored (rare pairs get extreme PMI from a single sighting).
+    The words seen at least ``min_count`` times (a word in such a pair is one of them) and N go
+    to every shard of pairs as one value, and each shard joins its pairs with them in Arrow.
     """
 
     def __init__(self, min_count: int, threshold: float, top_n: int):
@@ -158,32 +217,13 @@ class BigramSource(beam.PTransform):
 
     def expand(self, pcolls):
         unigrams, bigrams = pcolls
-        total = (
-            unigrams
-            | "TotalTokens" >> beam.Values()
-            | "SumTokens" >> Gather(beam.CombineFn.maybe_from_callable(sum))
-        )
-        # a word in a pair seen >= min_count times occurs >= min_count times itself
-        words = unigrams | "WordsAtLeastMin" >> beam.Filter(
-            lambda kv, m: kv[1] >= m, self.min_count
-        )
-        frequent = bigrams | "PairsAtLeastMin" >> beam.Filter(
-            lambda kv, m: kv[1] >= m, self.min_count
-        )
-        by_x = frequent | "KeyByFirst" >> beam.Map(lambda kv: (kv[0].split(" ")[0], (kv[0], kv[1])))
-        with_x = {"bigrams": by_x, "word": words} | "JoinFirst" >> beam.CoGroupByKey()
-        by_y = (
-            with_x
-            | "AttachFirst" >> beam.FlatMap(_attach)
-            | "KeyBySecond" >> beam.Map(lambda rec: (rec[0].split(" ")[1], rec))
-        )
-        with_y = {"bigrams": by_y, "word": words} | "JoinSecond" >> beam.CoGroupByKey()
+        words = unigrams | "WordsAndTotal" >> Gather(WordsAndTotal(self.min_count))
         scored = (
-            with_y
-            | "AttachSecond" >> beam.FlatMap(_attach)
-            | "WithTotal" >> WithValue(total)
-            | "Pmi" >> beam.MapTuple(_score)
-            | "RankByPmi" >> beam.Map(lambda c: Candidate(**dict(c.__dict__, rank_key=c.pmi)))
+            bigrams
+            | "PairsAtLeastMin"
+            >> beam.Map(lambda sc, m: (sc[0], _at_least(sc[1], m)), self.min_count)
+            | "WithWords" >> WithValue(words)
+            | "Pmi" >> beam.FlatMap(_scored_bigrams)
         )
         if self.top_n > 0:
             return (

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.select import metadata
-from pipeline.select.extract import SELECTION_SCHEMA  # the selection contract
 from pipeline.select.normalize import uid_for
+from pipeline.select.work_files import SELECTION_SCHEMA  # the selection contract
 
 
 def selection_row(url: str, caption: str, queries: dict[int, str]) -> dict:

@@ -370,7 +370,8 @@ def test_trim_keeps_cap_per_query_with_shared_pairs():
 FAULTS_PER_IMAGE = """
 import resource, sys
 from pipeline.demo_world import scene
-from pipeline.download import images, memory
+from pipeline import memory
+from pipeline.download import images
 if sys.argv[1] == "tuned":
     assert memory.keep_freed_memory() and memory.keep_freed_memory()  # idempotent
 bodies = [scene.image_bytes(i, 0, fmt) for i in range(4) for fmt in ("jpg", "png", "webp")]

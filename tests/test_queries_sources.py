@@ -9,6 +9,7 @@ from queries.sources import (
     TextCounter,
     pmi,
     shard_counts,
+    sum_counts,
     title_query,
     wordnet_candidates,
     wordnet_entries,
@@ -50,17 +51,35 @@ def test_text_counter_preserve_case_and_fullness():
     assert c.unigrams == {"The": 1, "the": 1} and c.bigrams == {"The the": 1} and c.full
 
 
+def _as_dict(table) -> dict:
+    return dict(zip(table.column("key").to_pylist(), table.column("n").to_pylist()))
+
+
 def test_drain_shards_is_stable_and_complete():
     c = TextCounter()
     c.add(_page("A", "alpha beta gamma delta alpha"))
-    shards = dict(c.drain_shards(4))
+    shards = {k: _as_dict(t) for k, t in c.drain_shards(4)}
     assert {k for k, _ in shards} == {"u", "b", "s"}
     merged = {w: n for (kind, _), part in shards.items() if kind == "u" for w, n in part.items()}
     assert merged == {"alpha": 2, "beta": 1, "gamma": 1, "delta": 1} and not c.unigrams
-    again = shard_counts({"alpha": 5, "beta": 1}, 4)  # the same key, the same shard, every time
-    assert [("alpha" in p, "beta" in p) for p in again] == [
+    again = {i: _as_dict(t) for i, t in shard_counts({"alpha": 5, "beta": 1}, 4)}
+    # the same key, the same shard, every time
+    assert [("alpha" in again.get(i, {}), "beta" in again.get(i, {})) for i in range(4)] == [
         ("alpha" in shards.get(("u", i), {}), "beta" in shards.get(("u", i), {})) for i in range(4)
     ]
+
+
+def test_count_tables_sum_to_the_counter_of_everything():
+    import random
+    from collections import Counter
+
+    rng = random.Random(4)
+    parts = [Counter(rng.choices("abcdefghij", k=rng.randrange(0, 40))) for _ in range(9)]
+    tables = [t for part in parts for _, t in shard_counts(part, 3)]
+    assert _as_dict(sum_counts(tables)) == dict(sum(parts, Counter()))
+    assert _as_dict(sum_counts([])) == {} and _as_dict(sum_counts(tables[:1])) == _as_dict(
+        tables[0]
+    )
 
 
 def test_pmi_exact_values():

@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.beam_runner import make_pipeline
 from pipeline.config import RunConfig
 from pipeline.demo_world.mediawiki import DumpPage, write_multistream
-from queries.sources import Candidate
+from queries.sources import Candidate, count_rows, shard_counts
 from queries.stage import plan_splits
 from queries.transforms import (
     BigramSource,
@@ -23,6 +23,16 @@ from queries.transforms import (
 
 def _pipeline():
     return make_pipeline(RunConfig(workers=1), "test-queries")
+
+
+def _rows(tables, label: str):
+    """The (key, count) rows of ``(shard, counts)`` count tables."""
+    return tables | f"Rows{label}" >> beam.FlatMap(lambda shard_counts: count_rows(shard_counts[1]))
+
+
+def _tables(rows, n_shards: int = 2):
+    """(key, count) rows as the ``(shard, counts)`` tables ReadWikiCounts hands over."""
+    return list(shard_counts(dict(rows), n_shards))
 
 
 def _as_tuple(c: Candidate):
@@ -50,16 +60,8 @@ def test_read_wiki_counts(dump):
             | beam.Create(plan_splits([dump], 200))
             | ReadWikiCounts(max_page_bytes=1 << 20, lower=True, n_shards=3)
         )
-        assert_that(
-            out["unigrams"],
-            equal_to(UNIGRAMS),
-            label="unigrams",
-        )
-        assert_that(
-            out["bigrams"],
-            equal_to(BIGRAMS),
-            label="bigrams",
-        )
+        assert_that(_rows(out["unigrams"], "U"), equal_to(UNIGRAMS), label="unigrams")
+        assert_that(_rows(out["bigrams"], "B"), equal_to(BIGRAMS), label="bigrams")
         assert_that(
             out["titles"],
             equal_to(
@@ -94,10 +96,11 @@ def test_read_wiki_counts_bigram_floor_and_small_bundles(dump):
             | beam.Create(plan_splits([dump], 200))
             | ReadWikiCounts(1 << 20, True, max_entries=2, bigram_floor=2)
         )
-        assert_that(out["bigrams"], equal_to([("new york", 2), ("york is", 2)]), label="bigrams")
         assert_that(
-            out["unigrams"] | beam.Values() | beam.CombineGlobally(sum), equal_to([12]), label="n"
+            _rows(out["bigrams"], "B"), equal_to([("new york", 2), ("york is", 2)]), label="bigrams"
         )
+        n = _rows(out["unigrams"], "U") | beam.Values() | beam.CombineGlobally(sum)
+        assert_that(n, equal_to([12]), label="n")
 
 
 UNIGRAMS = [("new", 2), ("york", 2), ("is", 4), ("big", 1), ("old", 1), ("it", 2)]  # N = 12
@@ -113,7 +116,7 @@ BIGRAMS = [
 
 def test_unigram_source_threshold():
     with _pipeline() as p:
-        out = p | beam.Create(UNIGRAMS) | UnigramSource(min_count=2) | beam.Map(_as_tuple)
+        out = p | beam.Create(_tables(UNIGRAMS)) | UnigramSource(min_count=2) | beam.Map(_as_tuple)
         assert_that(
             out, equal_to([(w, "wiki_unigram", c, None, None) for w, c in UNIGRAMS if c >= 2])
         )
@@ -130,7 +133,7 @@ def test_unigram_source_threshold():
 def test_bigram_source_exact_pmi(threshold, top_n, expected):
     with _pipeline() as p:
         out = (
-            (p | "U" >> beam.Create(UNIGRAMS), p | "B" >> beam.Create(BIGRAMS))
+            (p | "U" >> beam.Create(_tables(UNIGRAMS)), p | "B" >> beam.Create(_tables(BIGRAMS)))
             | BigramSource(min_count=2, threshold=threshold, top_n=top_n)
             | beam.Map(_as_tuple)
         )

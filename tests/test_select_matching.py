@@ -135,3 +135,95 @@ def test_inlined_ascii_path_agrees_with_the_general_path():
         caption = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
         # a trailing non-ASCII token forces the general (regex, NFKC) path without adding matches
         assert m.match(caption) == m.match(caption + " \u00e9"), caption
+
+
+# -- batches: the trie against a brute force, the token hash, the saved trie -----------------------
+
+
+def brute_force(queries: list[tuple[int, str]], caption: str, lower: bool = True) -> tuple:
+    """Every query whose tokens occur as consecutive tokens of the caption (the matching rule)."""
+    words = tokens(caption, lower)
+    spans = {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+    return tuple(
+        sorted(
+            {
+                q
+                for q, text in queries
+                if tokens(text, lower) and " ".join(tokens(text, lower)) in spans
+            }
+        )
+    )
+
+
+def _random_text(rng, alphabet: str, longest: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_match_batch_finds_what_the_brute_force_finds(lower):
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(11)
+    alphabet = "ab cA-'.\t\u2019é\u0301ｃ1"
+    queries = [(rng.getrandbits(62), _random_text(rng, alphabet, 8)) for _ in range(300)]
+    queries += [(queries[0][0], "ab"), (7, "ab c"), (8, "a-b"), (9, "c c c")]  # repeated id, ...
+    captions = [_random_text(rng, alphabet, 30) for _ in range(3000)]
+    m = Matcher(queries, lower=lower)
+    rows, found = m.match_batch(pa.array(captions))
+    got = [[] for _ in captions]
+    for r, q in zip(rows.tolist(), m.trie.ids[found].tolist()):
+        got[r].append(q)
+    names = {q: text for q, text in queries}  # the last text of a repeated id names it
+    want = [brute_force(list(names.items()), c, lower) for c in captions]
+    assert [tuple(g) for g in got] == want
+    assert sum(map(len, want)) > 1000
+    assert all(m.match(c) == w for c, w in zip(captions[:200], want))
+
+
+def test_tokenize_batch_is_tokens_text_by_text():
+    import random
+
+    from pipeline.select.matching import tokenize_batch
+
+    rng = random.Random(2)
+    texts = [_random_text(rng, "aB1 ,.-'_\t\u00e9\u2019ﬁ", 20) for _ in range(2000)]
+    for lower in (True, False):
+        flat, rows = tokenize_batch(texts, lower)
+        got = [[] for _ in texts]
+        for r, t in zip(rows.tolist(), flat.to_pylist()):
+            got[r].append(t)
+        assert got == [tokens(t, lower) for t in texts]
+
+
+def test_token_ids_need_equal_tokens_not_only_equal_hashes(monkeypatch):
+    import numpy as np
+
+    def by_length(strings, chunk=0):  # every token of one length shares a hash
+        return np.array([len(s.encode()) for s in strings.to_pylist()], np.uint64)
+
+    m = Matcher([(1, "cat"), (2, "dog house")])
+    assert m.match("a dog house, a cat") == (1, 2)
+    monkeypatch.setattr(matching, "token_hashes", by_length)
+    clash = Matcher([(1, "cat"), (2, "dog house")])  # dog/cat clash: the Arrow lookup is used
+    assert len(clash.trie.vocab_order) == 0
+    assert clash.match("a dog house, a cat") == (1, 2) and clash.match("a cow") == ()
+    single = Matcher([(1, "cat"), (2, "house")])  # unique hashes: "cow" hashes like "cat"
+    assert len(single.trie.vocab_order) == 2
+    assert single.match("a cow in a mouse") == () and single.match("a cat house") == (1, 2)
+
+
+def test_a_saved_trie_matches_like_the_built_one(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.select.matching import TokenTrie
+
+    m = Matcher(enumerate(QUERIES))
+    m.trie.save(str(tmp_path / "trie"))
+    loaded = TokenTrie.load(str(tmp_path / "trie"))
+    assert isinstance(loaded.codes, np.memmap) and loaded.size == m.size
+    captions = pa.array(["I love New York City!", "a t-shirt", "CAFÉ au lait", "nothing"])
+    for got, want in zip(loaded.match_batch(captions), m.match_batch(captions)):
+        assert got.tolist() == want.tolist()

@@ -102,9 +102,9 @@ def test_the_query_list_check_counts_repeated_ids(tmp_path):
 
 
 def test_select_fails_when_a_spill_file_is_lost_before_counting(out, capsys, monkeypatch):
-    from pipeline.select import extract
+    from pipeline.select import bucket_steps
 
-    original = extract.bucket_summary
+    original = bucket_steps.bucket_summary
 
     def lose_a_spill_file(work_dir, bucket, dedup_url):
         if bucket == 0:
@@ -112,37 +112,37 @@ def test_select_fails_when_a_spill_file_is_lost_before_counting(out, capsys, mon
                 os.unlink(os.path.join(work_dir, "b0000", name))
         return original(work_dir, bucket, dedup_url)
 
-    monkeypatch.setattr(extract, "bucket_summary", lose_a_spill_file)
+    monkeypatch.setattr(bucket_steps, "bucket_summary", lose_a_spill_file)
     line = _fails(out, "select", capsys, "--cap", "20", "--spill-buckets", "4")
     assert "matched pairs spilled vs read back from the buckets" in line
 
 
 def test_select_fails_when_a_bucket_file_is_lost_before_the_parts(out, capsys, monkeypatch):
-    from pipeline.select import extract
+    from pipeline.select import selection_parts, work_files
 
-    original = extract.write_parts_from_buckets
+    original = selection_parts.write_parts_from_buckets
 
     def lose_a_bucket(work_dir, *args):
-        path = extract.selected_path(work_dir, 1)
+        path = work_files.selected_path(work_dir, 1)
         if os.path.exists(path):
             os.unlink(path)
         return original(work_dir, *args)
 
-    monkeypatch.setattr(extract, "write_parts_from_buckets", lose_a_bucket)
+    monkeypatch.setattr(selection_parts, "write_parts_from_buckets", lose_a_bucket)
     line = _fails(out, "select", capsys, "--cap", "20", "--spill-buckets", "4")
     assert "rows in the selection files vs pairs selected" in line
 
 
 def test_select_fails_when_a_bucket_decision_is_lost(out, capsys, monkeypatch):
-    from pipeline.select import extract
+    from pipeline.select import bucket_steps
 
-    original = extract.decide_saved_bucket
+    original = bucket_steps.decide_saved_bucket
 
     def forget_bucket_two(bucket, settings):
         result = original(bucket, settings)
         return {k: v for k, v in result.items() if k != "bucket"} if bucket == 2 else result
 
-    monkeypatch.setattr(extract, "decide_saved_bucket", forget_bucket_two)
+    monkeypatch.setattr(bucket_steps, "decide_saved_bucket", forget_bucket_two)
     line = _fails(out, "select", capsys, "--cap", "20", "--spill-buckets", "4")
     assert "4 bucket decisions expected, 3 reported: 1 missing (first: [2])" in line
 

@@ -21,7 +21,8 @@ from typing import Callable
 
 from yarl import URL
 
-from pipeline.download import fetch, images, memory
+from pipeline import memory
+from pipeline.download import fetch, images
 from pipeline.download.shard_writer import make_key
 
 SELECTION_COLUMNS = (

@@ -13,6 +13,10 @@ import hashlib
 import math
 from typing import Mapping, Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 TWO63 = float(1 << 63)
 
 
@@ -20,6 +24,42 @@ def draw(seed: int, query_id: int, uid: str) -> int:
     """The pair's 63-bit lottery number for one query (fits Beam's signed 64-bit int coder)."""
     h = hashlib.blake2b(f"{seed}:{query_id}:{uid}".encode(), digest_size=8)
     return int.from_bytes(h.digest(), "big") >> 1
+
+
+def draws(seed: int, query_ids: np.ndarray, uids) -> np.ndarray:
+    """:func:`draw` of many (query, uid) pairs (``uids``: an Arrow string array aligned with
+    ``query_ids``), as int64: the messages are assembled by Arrow, one hash call per pair."""
+    if not len(query_ids):
+        return np.zeros(0, np.int64)
+    unique, inverse = np.unique(query_ids, return_inverse=True)
+    prefixes = pa.array([f"{seed}:{q}:" for q in unique.tolist()], pa.string())
+    messages = pc.binary_join_element_wise(prefixes.take(pa.array(inverse)), uids, "")
+    blake2b = hashlib.blake2b
+    digests = b"".join(
+        [blake2b(m, digest_size=8).digest() for m in messages.cast(pa.binary()).to_pylist()]
+    )
+    return (np.frombuffer(digests, ">u8") >> np.uint64(1)).astype(np.int64)
+
+
+def probabilistic_bound(count: int, quota_: int) -> int:
+    """The integer ``b`` with ``draw < b`` exactly when :func:`admit_probabilistic` admits a
+    draw of a query with ``count > quota_`` matches (its float comparison, made exact)."""
+    return math.ceil(quota_ / count * TWO63)
+
+
+def probabilistic_bounds(counts: np.ndarray, quota_: int) -> np.ndarray:
+    """:func:`probabilistic_bound` of many counts (all over ``quota_``): numpy's float64
+    arithmetic is Python's, and every ceiling below 2**63 converts to int64 exactly."""
+    return np.ceil(quota_ / counts.astype(np.int64) * TWO63).astype(np.int64)
+
+
+def threshold_cutoff(count: int, quota_: int) -> int:
+    """A draw value below which a query with ``count`` matches has its ``quota_`` smallest draws,
+    all but certainly: draws are uniform, so the number at or below this cutoff is binomial with
+    mean ``quota_ + 8 sqrt(quota_) + 32``. The select steps check, and complete the rare query
+    for which fewer than ``quota_`` draws fell below it."""
+    share = (quota_ + 8 * math.sqrt(quota_) + 32) / max(count, 1)
+    return (1 << 63) - 1 if share >= 1 else int(share * TWO63)
 
 
 def quota(cap: int, oversample: float) -> int:

@@ -20,6 +20,7 @@ import csv
 import gzip
 import io
 import json
+import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -87,12 +88,33 @@ def _errors(tally: Counter) -> int:
 def iter_pairs(path: str, spec: ReaderSpec, tally: Counter) -> Iterator[RawPair]:
     """Every pair of one input file; unreadable parts are counted in ``tally``, never raised."""
     kind = kind_of(path)
+    return _read_file(path, kind, tally, _iter_wat if kind == "wat" else _iter_table, spec)
+
+
+def is_parquet(path: str) -> bool:
+    """Whether ``path`` is a Parquet table (``.parquet`` or ``.parquet.gz``)."""
+    return path.lower().removesuffix(".gz").endswith(".parquet")
+
+
+def iter_parquet_batches(
+    path: str, spec: ReaderSpec, tally: Counter, batch_rows: int = BATCH_ROWS
+) -> Iterator:
+    """:func:`iter_pairs` of a Parquet table as Arrow tables of ``url``, ``caption``,
+    ``page_url`` and ``source_file``, with the same pairs and counts."""
+
+    def read(raw, path, spec, tally):
+        stream = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw
+        yield from _parquet_batches(stream, path, spec, tally, batch_rows)
+
+    return _read_file(path, "table", tally, read, spec)
+
+
+def _read_file(path: str, kind: str, tally: Counter, reader, spec: ReaderSpec) -> Iterator:
     readable, errors = _readable(tally, kind), _errors(tally)
     no_columns = tally["error:table_missing_columns"]
     tally[f"{kind}_file:read"] += 1
     try:
         with fs.open_read(path) as raw:
-            reader = _iter_wat if kind == "wat" else _iter_table
             yield from reader(raw, path, spec, tally)
     except EOFError as e:
         tally[f"error:file_truncated ({type(e).__name__})"] += 1
@@ -249,6 +271,79 @@ def _row_pair(url, caption, path: str, tally: Counter) -> RawPair | None:
 def _iter_parquet(
     stream: IO[bytes], path: str, spec: ReaderSpec, tally: Counter
 ) -> Iterator[RawPair]:
+    for batch in _parquet_batches(stream, path, spec, tally, BATCH_ROWS):
+        columns = [batch.column(c).to_pylist() for c in ("url", "caption", "page_url")]
+        for url, caption, page_url in zip(*columns):
+            yield RawPair(url, caption, page_url, path)
+
+
+# Characters str.strip() removes (str.isspace()), for Arrow's trim: the same strip, vectorised.
+WHITESPACE = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+
+
+def _strings(column):
+    """The column as one string array, or None when its values are not strings (every value
+    then counts as missing, as ``isinstance(value, str)`` decides row by row)."""
+    import pyarrow as pa
+
+    t = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)):
+        column.to_pylist()  # what the row-by-row reader would have raised, it raises
+        return None
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    column = column.cast(pa.string())
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        column.to_pylist()  # invalid UTF-8: raises UnicodeDecodeError, as the row reader did
+        raise
+    return column
+
+
+def _pair_batch(batch, url_col: str, cap_col: str, path: str, tally: Counter):
+    """:func:`_row_pair` over a record batch: the kept pairs as a table, the rest counted."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    urls, captions = _strings(batch.column(url_col)), _strings(batch.column(cap_col))
+    if not n:
+        return None
+    tally["units"] += n
+    if urls is None:
+        has_url = np.zeros(n, bool)
+    else:
+        urls = pc.utf8_trim(urls, WHITESPACE)
+        has_url = pc.fill_null(pc.greater(pc.binary_length(urls), 0), False).to_numpy(False)
+    if captions is None:
+        has_caption = np.zeros(n, bool)
+    else:
+        blank = pc.equal(pc.binary_length(pc.utf8_trim(captions, WHITESPACE)), 0)
+        has_caption = pc.fill_null(pc.invert(blank), False).to_numpy(zero_copy_only=False)
+    keep = has_url & has_caption
+    missing_url, missing_caption = int((~has_url).sum()), int((has_url & ~has_caption).sum())
+    if missing_url:
+        tally["drop:row_missing_url"] += missing_url
+    if missing_caption:
+        tally["drop:row_missing_caption"] += missing_caption
+    kept = int(keep.sum())
+    if not kept:
+        return None
+    tally["pairs"] += kept
+    mask = pa.array(keep)
+    return pa.table(
+        {
+            "url": urls.filter(mask),
+            "caption": captions.filter(mask),
+            "page_url": pa.repeat("", kept),
+            "source_file": pa.repeat(path, kept),
+        }
+    )
+
+
+def _parquet_batches(stream, path: str, spec: ReaderSpec, tally: Counter, batch_rows: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -259,12 +354,10 @@ def _iter_parquet(
         if url_col is None or cap_col is None:
             tally["error:table_missing_columns"] += 1
             return
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[url_col, cap_col]):
-            urls = batch.column(url_col).to_pylist()
-            for url, caption in zip(urls, batch.column(cap_col).to_pylist()):
-                pair = _row_pair(url, caption, path, tally)
-                if pair is not None:
-                    yield pair
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=[url_col, cap_col]):
+            pairs = _pair_batch(batch, url_col, cap_col, path, tally)
+            if pairs is not None:
+                yield pairs
     except pa.ArrowException as e:  # not only ArrowInvalid: also NotImplemented, IOError, ...
         tally[f"error:file_unreadable ({type(e).__name__})"] += 1
 

@@ -14,7 +14,7 @@ from pipeline.config import ConfigError, RunConfig, expand_inputs
 from pipeline.invariants import StageFailed, input_verdicts
 from pipeline.layout import Layout
 from pipeline.portable import sum_into
-from pipeline.select import balance, checks, extract, metadata, reports
+from pipeline.select import balance, checks, extract, metadata, reports, work_files
 from pipeline.select.config import SelectConfig
 from pipeline.select.matching import get_matcher
 from pipeline.select.normalize import FilterSpec
@@ -145,11 +145,14 @@ def load_facts(work_dir: str, mode: str) -> dict:
     """What the pipeline's steps saved; a StageFailed if a step's file is missing."""
     steps = STEPS[:2] + (("thresholds",) if mode == "exact" else ()) + STEPS[2:]
     for step in steps:
-        if not fs.exists(extract.step_path(work_dir, step)):
+        if not fs.exists(work_files.step_path(work_dir, step)):
             raise StageFailed("select", f"the pipeline finished without saving its {step!r} step")
-    count, decide = extract.load_step(work_dir, "count"), extract.load_step(work_dir, "decide")
+    count, decide = (
+        work_files.load_step(work_dir, "count"),
+        work_files.load_step(work_dir, "decide"),
+    )
     return {
-        "files": extract.load_step(work_dir, "files")["files"],
+        "files": work_files.load_step(work_dir, "files")["files"],
         "counts": count.get("counts", {}),
         "dedup": count.get("dedup", {}),
         "counted_buckets": count["buckets"],
@@ -157,7 +160,7 @@ def load_facts(work_dir: str, mode: str) -> dict:
         "kept": decide.get("kept", {}),
         "selected": decide.get("selected", 0),
         "decided_buckets": decide["buckets"],
-        "parts": extract.load_step(work_dir, "write")["parts"],
+        "parts": work_files.load_step(work_dir, "write")["parts"],
     }
 
 

@@ -1,14 +1,15 @@
 """Beam wiring of ``wit select``: composite transforms over the plain functions of ``extract``.
 
 ``SelectPairs`` = ``ExtractCandidates`` (files -> spilled matches + per-file accounting)
--> ``CountMatches`` (per-bucket dedup and per-query counts, one dict per bucket, summed)
+-> ``CountMatches`` (per-bucket dedup and per-query counts, summed from the buckets' files)
 -> ``Thresholds`` (exact mode: per query over quota, its quota-th smallest draw)
 -> ``DecideSelection`` (seeded per-pair decisions; selected rows written per bucket)
 -> ``WriteSelection`` (uid-range parts gathered from the buckets, sorted, fixed writer options).
 
-Elements between steps are per-bucket summaries and per-query draw lists, never rows or single
-draws: the local runner keeps whole PCollections in its process, and per-element overhead is what
-made an earlier per-draw wiring several times slower per candidate.
+Elements between steps are per-bucket tallies and, in exact mode, per-query arrays of at most
+``quota`` draws, never rows or single draws: the local runner keeps whole PCollections in its
+process, and per-element overhead is what made an earlier per-draw wiring several times slower
+per candidate. Per-query counts go from the buckets' files to the step files directly.
 
 Each bucket step starts only when the step before it is complete everywhere (:class:`Release`,
 after a GroupByKey), and what every bucket needs from that step (the per-query counts, the
@@ -23,28 +24,26 @@ import sys
 import time
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 
 from pipeline.portable import Gather, Release, Spread, ToListFn, sum_into
-from pipeline.select import balance, extract
-from pipeline.select.matching import get_matcher
+from pipeline.select import balance, bucket_steps, extract, selection_parts, work_files
 
 
 class ExtractFileFn(beam.DoFn):
-    """Reads, filters and matches one input file; the automaton is built once per worker."""
+    """Reads, filters and matches one input file with the saved query trie, loaded once per
+    worker process (on first use: it exists once the step before this one ran)."""
 
     def __init__(self, settings: extract.Settings):
         self.settings = settings
-        self.matcher = None
-
-    def setup(self):
-        # Module-level cache: every DoFn instance in this process shares one automaton.
-        self.matcher = get_matcher(self.settings.queries_path, self.settings.case)
 
     def process(self, element):
         index, path = element
         started = time.time()
-        report = extract.extract_file(path, index, self.settings, self.matcher)
+        # module-level cache: every DoFn instance in this process shares one mapping
+        matcher = extract.query_matcher(self.settings)
+        report = extract.extract_file(path, index, self.settings, matcher)
         counts = report["counts"]
         for key, n in counts.items():
             Metrics.counter("select", key).inc(n)
@@ -59,31 +58,48 @@ class ExtractFileFn(beam.DoFn):
         yield report
 
 
+def _with_trie(files: list, settings: extract.Settings) -> list:
+    extract.save_query_trie(settings)
+    return sorted(files)
+
+
 class ExtractCandidates(beam.PTransform):
-    """``(index, path)`` -> per-file accounting dicts; matched pairs go to the spill buckets."""
+    """``(index, path)`` -> per-file accounting dicts; matched pairs go to the spill buckets.
+
+    The query trie is built once, by one worker, before any file is read (the files are
+    gathered, the trie saved, and the files spread again): the workers map the saved trie
+    instead of each building its own.
+    """
 
     def __init__(self, settings: extract.Settings):
         super().__init__()
         self.settings = settings
 
     def expand(self, files):
-        return files | "ReadFilterMatch" >> beam.ParDo(ExtractFileFn(self.settings))
+        return (
+            files
+            | "AllFiles" >> Gather(ToListFn())
+            | "BuildQueryTrie" >> beam.Map(_with_trie, self.settings)
+            | "Files" >> beam.FlatMap(lambda listed: listed)
+            | "SpreadFiles" >> Spread()
+            | "ReadFilterMatch" >> beam.ParDo(ExtractFileFn(self.settings))
+        )
 
 
 class SmallestDraws(beam.CombineFn):
-    """Per query: the ``quota`` smallest draws of the per-bucket ascending lists."""
+    """Per query: the ``quota`` smallest draws of the per-bucket ascending arrays."""
 
     def __init__(self, quota: int):
         self.quota = quota
 
     def create_accumulator(self):
-        return []
+        return np.zeros(0, np.int64)
 
     def add_input(self, acc, draws):
-        return extract.merge_smallest([acc, draws], self.quota)
+        return bucket_steps.merge_smallest([acc, draws], self.quota)
 
     def merge_accumulators(self, accs):
-        return extract.merge_smallest(list(accs), self.quota)
+        return bucket_steps.merge_smallest(list(accs), self.quota)
 
     def extract_output(self, acc):
         return acc
@@ -119,13 +135,13 @@ class MergeBuckets(beam.CombineFn):
 
 def _save(pcoll, work_dir: str, step: str):
     """Save a step's one merged element for the later steps and the driver; passes it on."""
-    return pcoll | f"Save_{step}" >> beam.Map(lambda r: extract.save_step(work_dir, step, r))
+    return pcoll | f"Save_{step}" >> beam.Map(lambda r: work_files.save_step(work_dir, step, r))
 
 
 class CountMatches(beam.PTransform):
-    """gate -> one dict: ``counts`` (query_id -> matches), ``dedup`` (tallies summed) and
-    ``buckets``, saved as step ``count``. The buckets are read once the gate (the gathered
-    per-file reports: the spill files are complete when they are) exists."""
+    """gate -> one dict: ``dedup`` (tallies summed) and ``buckets``, saved as step ``count``
+    with the per-query ``counts`` summed from the buckets' files. The buckets are read once the
+    gate (the gathered per-file reports: the spill files are complete when they are) exists."""
 
     def __init__(self, settings: extract.Settings):
         super().__init__()
@@ -133,34 +149,26 @@ class CountMatches(beam.PTransform):
 
     def expand(self, gate):
         s = self.settings
-        merged = (
+        return (
             gate
             | "AfterExtract" >> Release(range(s.buckets))
             | "DedupAndCount"
-            >> beam.Map(lambda b: extract.bucket_summary(s.work_dir, b, s.dedup_url))
+            >> beam.Map(lambda b: bucket_steps.bucket_summary(s.work_dir, b, s.dedup_url))
             | "SumCounts" >> Gather(MergeBuckets())
+            | "Save_count" >> beam.Map(bucket_steps.save_counts, s)
         )
-        return _save(merged, s.work_dir, "count")
-
-
-def _smallest_draws(bucket: int, settings: extract.Settings):
-    counts = extract.load_step(settings.work_dir, "count")["counts"]
-    over = {q for q, n in counts.items() if n > settings.quota}
-    if not over:
-        return
-    rows, _ = extract.load_bucket(settings.work_dir, bucket, settings.dedup_url)
-    yield from extract.smallest_draws(rows, settings.seed, over, settings.quota).items()
 
 
 def _threshold(kv, quota: int):
-    limit = balance.thresholds_from_top(kv[1], quota)
-    if limit is not None:
-        yield kv[0], limit
+    """(query, its smallest draws) -> (query, threshold), or (query, None) when fewer than
+    ``quota`` draws fell under its cutoff (the saving step completes those)."""
+    query, smallest = kv
+    yield query, (int(smallest[quota - 1]) if len(smallest) >= quota else None)
 
 
 class Thresholds(beam.PTransform):
-    """counts -> ``{"thresholds": {query_id: threshold}}`` for the queries with more than
-    ``quota`` matches, saved as step ``thresholds``; the buckets are read once the counts are."""
+    """counts -> ``{"thresholds": ...}`` for the queries with more than ``quota`` matches,
+    saved as step ``thresholds``; the buckets are read once the counts are."""
 
     def __init__(self, settings: extract.Settings):
         super().__init__()
@@ -169,23 +177,23 @@ class Thresholds(beam.PTransform):
     def expand(self, counts):
         s = self.settings
         quota = s.quota
-        merged = (
+        return (
             counts
             | "AfterCounts" >> Release(range(s.buckets))
-            | "SmallestPerBucket" >> beam.FlatMap(_smallest_draws, s)
-            # A hot query gets one list of <= quota draws per bucket, whatever its match count;
-            # lifted, each worker merges its lists before the shuffle.
+            | "SmallestPerBucket" >> beam.FlatMap(bucket_steps.smallest_under_cutoff, s)
+            # A hot query gets one array of <= quota draws per bucket, those under its cutoff;
+            # lifted, each worker merges its arrays before the shuffle.
             | "SmallestPerQuery" >> beam.CombinePerKey(SmallestDraws(quota))
-            | "Threshold" >> beam.FlatMap(lambda kv: _threshold(kv, quota))
+            | "Threshold" >> beam.FlatMap(_threshold, quota)
             | "AllThresholds" >> Gather(ToListFn())
-            | "AsDict" >> beam.Map(lambda kvs: {"thresholds": dict(kvs)})
+            | "Save_thresholds" >> beam.Map(bucket_steps.save_thresholds, s)
         )
-        return _save(merged, s.work_dir, "thresholds")
 
 
 class DecideSelection(beam.PTransform):
-    """gate -> one dict: ``selected`` (rows), ``attributed`` and ``kept`` (per query) and
-    ``buckets``, saved as step ``decide``; each bucket's selected rows go to its file.
+    """gate -> one dict: ``selected`` (rows) and ``buckets``, saved as step ``decide`` with the
+    per-query ``attributed`` and ``kept`` summed from the buckets' files; each bucket's selected
+    rows go to its file.
 
     The buckets are decided once the gate (the saved thresholds, or the saved counts in
     probabilistic mode) exists.
@@ -197,13 +205,13 @@ class DecideSelection(beam.PTransform):
 
     def expand(self, gate):
         s = self.settings
-        merged = (
+        return (
             gate
             | "AfterThresholds" >> Release(range(s.buckets))
-            | "DecidePairs" >> beam.Map(extract.decide_saved_bucket, s)
+            | "DecidePairs" >> beam.Map(bucket_steps.decide_saved_bucket, s)
             | "SumDecisions" >> Gather(MergeBuckets())
+            | "Save_decide" >> beam.Map(bucket_steps.save_decisions, s)
         )
-        return _save(merged, s.work_dir, "decide")
 
 
 class WriteSelection(beam.PTransform):
@@ -221,7 +229,7 @@ class WriteSelection(beam.PTransform):
 
         def groups(n: int):
             return (
-                extract.part_groups(balance.part_count(n, rows_per_part), rows_per_part)
+                selection_parts.part_groups(balance.part_count(n, rows_per_part), rows_per_part)
                 if n
                 else []
             )
@@ -232,8 +240,8 @@ class WriteSelection(beam.PTransform):
             | "SpreadParts" >> Spread()
             | "WritePart"
             >> beam.FlatMapTuple(
-                lambda first, end, parts: extract.write_parts_from_buckets(
-                    work_dir, out_dir, buckets, first, end, parts
+                lambda first, end, n_parts: selection_parts.write_parts_from_buckets(
+                    work_dir, out_dir, buckets, first, end, n_parts
                 )
             )
             | "AllParts" >> Gather(ToListFn())
