@@ -180,7 +180,7 @@ def test_a_corrupt_query_list_is_one_line(tmp_path):
     path = tmp_path / "q.parquet"
     path.write_bytes(NOISE)
     with pytest.raises(ValueError) as e:
-        matching.read_queries(str(path))
+        matching.read_query_arrays(str(path))
     assert "\n" not in str(e.value) and str(e.value).startswith("not a readable Parquet file")
 
 

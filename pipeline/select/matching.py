@@ -540,12 +540,6 @@ def _all_lower(texts: pa.Array) -> bool:
     return all(t == t.lower() for t in texts.filter(pc.invert(ascii_)).to_pylist())
 
 
-def read_queries(path: str) -> tuple[list[tuple[int, str]], bool]:
-    """``([(query_id, query)], all_lower)`` from a queries.parquet (see :func:`read_query_arrays`)."""
-    ids, texts, all_lower = read_query_arrays(path)
-    return list(zip(ids.tolist(), texts.to_pylist())), all_lower
-
-
 _CACHE: dict[tuple, object] = {}
 _LOCK = threading.Lock()
 

@@ -17,6 +17,7 @@ CSV/JSONL line longer than MAX_LINE_CHARS are skipped (counted) without being re
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import json
@@ -277,8 +278,11 @@ def _iter_parquet(
             yield RawPair(url, caption, page_url, path)
 
 
-# Characters str.strip() removes (str.isspace()), for Arrow's trim: the same strip, vectorised.
-WHITESPACE = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+@functools.cache
+def whitespace() -> str:
+    """The characters str.strip() removes (str.isspace()), for Arrow's trim: the same strip,
+    vectorised (found once, on first use: it scans every code point)."""
+    return "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
 
 
 def _strings(column):
@@ -315,12 +319,12 @@ def _pair_batch(batch, url_col: str, cap_col: str, path: str, tally: Counter):
     if urls is None:
         has_url = np.zeros(n, bool)
     else:
-        urls = pc.utf8_trim(urls, WHITESPACE)
+        urls = pc.utf8_trim(urls, whitespace())
         has_url = pc.fill_null(pc.greater(pc.binary_length(urls), 0), False).to_numpy(False)
     if captions is None:
         has_caption = np.zeros(n, bool)
     else:
-        blank = pc.equal(pc.binary_length(pc.utf8_trim(captions, WHITESPACE)), 0)
+        blank = pc.equal(pc.binary_length(pc.utf8_trim(captions, whitespace())), 0)
         has_caption = pc.fill_null(pc.invert(blank), False).to_numpy(zero_copy_only=False)
     keep = has_url & has_caption
     missing_url, missing_caption = int((~has_url).sum()), int((has_url & ~has_caption).sum())
