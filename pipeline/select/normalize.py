@@ -11,7 +11,6 @@ import html
 import importlib
 import ipaddress
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -160,11 +159,6 @@ def clean_pair(url: str, caption: str, spec: FilterSpec) -> tuple[str, str, str]
     if spec.language_filter and not load_hook(spec.language_filter)(caption):
         return "", "", "language"
     return url, caption, ""
-
-
-def nfkc(text: str) -> str:
-    """NFKC, skipping the work for ASCII text (already normal)."""
-    return text if text.isascii() else unicodedata.normalize("NFKC", text)
 
 
 # --- the same filters over an Arrow batch ---------------------------------------------------------
