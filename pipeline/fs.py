@@ -64,6 +64,18 @@ def size(path: str) -> int:
     return os.path.getsize(_local(path))
 
 
+def version(path: str) -> tuple:
+    """What changes when a file is rewritten: ``(mtime_ns, size)`` locally, ``(size, last
+    update)`` on a remote filesystem (its listing gives both). Per-process caches key on it, so
+    that a long-lived worker (a Dask worker serves many runs) never reads a rewritten file from
+    its cache."""
+    if is_remote(path):
+        meta = _fs().match([path])[0].metadata_list[0]
+        return (meta.size_in_bytes, meta.last_updated_in_seconds)
+    st = os.stat(_local(path))
+    return (st.st_mtime_ns, st.st_size)
+
+
 def open_read(path: str) -> IO[bytes]:
     """Open a file for binary reading without decompressing it."""
     if is_remote(path):

@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
@@ -100,13 +99,8 @@ def _selection_part(path: str, stamp: tuple):
 
 def read_slice(path: str, start: int, stop: int) -> list[dict]:
     """Rows ``start:stop`` of a selection part, as dicts of the selection columns."""
-    # The stamp keys the cache on the file's version, so a rewritten selection is read afresh.
-    stamp = (
-        (fs.size(path),)
-        if fs.is_remote(path)
-        else (os.stat(path).st_mtime_ns, os.stat(path).st_size)
-    )
-    return _selection_part(path, stamp).slice(start, stop - start).to_pylist()
+    # keyed on the file's version, so a rewritten selection is read afresh
+    return _selection_part(path, fs.version(path)).slice(start, stop - start).to_pylist()
 
 
 def _info(shard: int, rows: list[dict], fetched: int) -> ShardInfo:

@@ -34,7 +34,7 @@ from pipeline.select.matching import (
 )
 from pipeline.select.normalize import FilterSpec, clean_batch, is_encodable
 from pipeline.select.readers import ReaderSpec, is_parquet, iter_pairs, iter_parquet_batches
-from pipeline.select.work_files import IPC_OPTIONS, SPILL_SCHEMA, spill_path, stamp
+from pipeline.select.work_files import IPC_OPTIONS, SPILL_SCHEMA, spill_path
 
 BATCH_ROWS = 16_384  # rows read, cleaned and matched at a time
 
@@ -97,7 +97,7 @@ def query_matcher(settings: Settings) -> Matcher:
     Callers look it up per file rather than keep it, so that :func:`forget_query_trie` unmaps it.
     """
     directory = trie_dir(settings.work_dir)
-    key = f"{directory}:{stamp(fs.join(directory, 'trie.json'))}"
+    key = f"{directory}:{fs.version(fs.join(directory, 'trie.json'))}"
     if key not in _SAVED:
         _SAVED.clear()
         _SAVED[key] = Matcher.from_trie(TokenTrie.load(directory))

@@ -562,8 +562,8 @@ def get_matcher(path: str, case: str = "auto") -> Matcher:
         _, _, all_lower = read_query_arrays(path)  # also checks that the list is readable
         return Matcher.from_file(path, case == "lower" or (case == "auto" and all_lower))
 
-    # the size guards against a file rewritten in place
-    return _cached(("matcher", path, case, fs.size(path)), build)
+    # the version guards against a file rewritten in place
+    return _cached(("matcher", path, case, fs.version(path)), build)
 
 
 def query_table(path: str) -> QueryTable:
@@ -573,7 +573,7 @@ def query_table(path: str) -> QueryTable:
         ids, texts, _ = read_query_arrays(path)
         return QueryTable.from_arrays(ids, texts)[0]
 
-    return _cached(("table", path, fs.size(path)), build)
+    return _cached(("table", path, fs.version(path)), build)
 
 
 def clear_cache() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -127,10 +126,6 @@ def save_step(work_dir: str, step: str, result: dict) -> dict:
     return plain
 
 
-def stamp(path: str) -> tuple:
-    return (fs.size(path),) if fs.is_remote(path) else (os.stat(path).st_mtime_ns, fs.size(path))
-
-
 @functools.lru_cache(maxsize=8)
 def _load_json(path: str, stamp: tuple) -> dict:
     return json.loads(fs.read_text(path))
@@ -145,13 +140,13 @@ def load_field(work_dir: str, step: str, field: str) -> np.ndarray:
     """A per-query field of a saved step: ``[[query_id], [n]]``, read once per process and file
     version."""
     path = _field_path(work_dir, step, field)
-    return _load_field(path, stamp(path))
+    return _load_field(path, fs.version(path))
 
 
 def load_step(work_dir: str, step: str) -> dict:
     """What :func:`save_step` wrote, per-query fields as ``{query_id: n}`` dicts."""
     path = step_path(work_dir, step)
-    result = dict(_load_json(path, stamp(path)))
+    result = dict(_load_json(path, fs.version(path)))
     for key in result.pop("per_query", []):
         ids, values = load_field(work_dir, step, key)
         result[key] = dict(zip(ids.tolist(), values.tolist()))
@@ -165,7 +160,7 @@ def dense(work_dir: str, step: str, field: str, table: QueryTable, default: int)
     """A per-query field as an array over the query index (``default`` for absent queries),
     built once per process and file version (every bucket step reads the same ones)."""
     path = _field_path(work_dir, step, field)
-    key = (path, stamp(path), default, len(table.ids))
+    key = (path, fs.version(path), default, len(table.ids))
     if key not in _DENSE:
         if len(_DENSE) >= 4:
             _DENSE.pop(next(iter(_DENSE)))
