@@ -1,14 +1,20 @@
 """Query builder throughput: the Beam pipeline (1 and 2 local workers) vs plain single-process Python.
 
-    python -m bench.bench_queries            # >= 200 MB of wikitext
-    python -m bench.bench_queries --quick    # ~20 MB, under a minute or two
+    python -m bench.bench_queries                    # >= 200 MB of wikitext
+    python -m bench.bench_queries --quick            # ~20 MB, under a minute or two
+    python -m bench.bench_queries --mb 60 --repeat 3 # medians of three interleaved rounds
 
 The dump is the demo world's Wikipedia generator (real MediaWiki XML, bz2 multistream) at the
 size asked for, with 24 hourly pageview files; it is generated once and reused. The baseline
 reads the same dump with the same reader, parser and tokenizer in one process, sums the counts in
-one ``Counter`` and applies the same thresholds and PMI. The pipeline is the whole ``wit queries``
-stage (all four sources, assembly and outputs). Each measurement runs in a child process so its
-peak memory (``ru_maxrss`` of the process and of its worker processes) is its own.
+one ``Counter`` and applies the same thresholds and PMI. The pipeline is the same work as Beam
+transforms of ``wit queries`` (read, count, thresholds, PMI), started as ``wit queries`` starts;
+``--stage`` also times the whole stage (all four sources, assembly and outputs). Each measurement
+runs in a child process so its peak memory (``ru_maxrss`` of the process and of its worker
+processes) is its own. With ``--repeat`` the contenders run in rounds, each round in a rotated
+order, and every ratio is the median of the rounds' ratios to that round's baseline: a shared
+machine's speed drifts by more than the differences measured here, and a round's contenders see
+about the same machine.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -140,6 +147,12 @@ def pipeline(info: dict, th: dict, workers: int, out: str) -> dict:
 def child(kind: str, info: dict, th: dict, workers: int, out: str) -> None:
     """Run one measurement and print its figures as JSON (in a child process)."""
     started = time.time()
+    if kind != "baseline":
+        # the start-up of `wit queries` itself: the stage's modules and Beam imported with the
+        # cyclic GC paused, then frozen (pipeline.stages.import_frozen)
+        from pipeline.stages import import_frozen
+
+        import_frozen("queries.transforms", with_beam=True)
     result = (
         {"baseline": baseline, "wiki": wiki_pipeline, "stage": pipeline}[kind](
             info, th, workers, out
@@ -193,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stage", action="store_true", help="also time the whole stage (titles, WordNet, assembly)"
     )
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds (medians shown)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--info", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--th", default=None, help=argparse.SUPPRESS)
@@ -207,35 +221,46 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"dump: {info['dump']}: {info['pages']} pages, {text_mb:.1f} MB wikitext, {info['dump_bytes'] / 1e6:.1f} MB bz2"
     )
-    base = measure("baseline", info, th, 1, args.out)
-    rows = [("python baseline", 1, base)]
     workers = [int(x) for x in args.workers.split(",")]
-    for w in workers:
-        rows.append((f"beam local, {w} worker(s)", w, measure("wiki", info, th, w, args.out)))
+    contenders = [("python baseline", "baseline", 1)]
+    contenders += [(f"beam local, {w} worker(s)", "wiki", w) for w in workers]
     if args.stage:
-        rows.append(
-            (
-                f"whole stage, {workers[-1]} worker(s)",
-                workers[-1],
-                measure("stage", info, th, workers[-1], args.out),
-            )
-        )
+        contenders.append((f"whole stage, {workers[-1]} worker(s)", "stage", workers[-1]))
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in contenders}
+    for round_ in range(max(1, args.repeat)):
+        shift = round_ % len(contenders)
+        for name, kind, w in contenders[shift:] + contenders[:shift]:
+            runs[name].append(measure(kind, info, th, w, args.out))
+    base_runs = runs["python baseline"]
     print(
         f"{'run':30} {'wall s':>7} {'cpu s':>7} {'MB/s':>6} {'MB/s/core':>9} {'x base':>7} "
         f"{'MB/cpu-s':>8} {'x base':>7} {'peak MB':>8} {'child MB':>8}"
     )
-    base_rate, base_cpu_rate = text_mb / base["wall_s"], text_mb / base["cpu_s"]
-    for name, w, r in rows:
-        rate, cpu_rate = text_mb / r["wall_s"], text_mb / r["cpu_s"]
+    for name, _, w in contenders:
+        rs = runs[name]
+        wall = statistics.median(r["wall_s"] for r in rs)
+        cpu = statistics.median(r["cpu_s"] for r in rs)
+        # per core: (text / wall / workers) over the baseline's text / wall, round by round
+        per_core = [b["wall_s"] / r["wall_s"] / w for r, b in zip(rs, base_runs)]
+        per_cpu = [b["cpu_s"] / r["cpu_s"] for r, b in zip(rs, base_runs)]
         print(
-            f"{name:30} {r['wall_s']:7.1f} {r['cpu_s']:7.1f} {rate:6.2f} {rate / w:9.2f} {rate / w / base_rate:7.2f} "
-            f"{cpu_rate:8.2f} {cpu_rate / base_cpu_rate:7.2f} {r['peak_rss_mb']:8.0f} {r['peak_child_rss_mb']:8.0f}"
+            f"{name:30} {wall:7.1f} {cpu:7.1f} {text_mb / wall:6.2f} {text_mb / wall / w:9.2f} "
+            f"{statistics.median(per_core):7.2f} {text_mb / cpu:8.2f} {statistics.median(per_cpu):7.2f} "
+            f"{max(r['peak_rss_mb'] for r in rs):8.0f} {max(r['peak_child_rss_mb'] for r in rs):8.0f}"
         )
+        if len(rs) > 1 and name != "python baseline":
+            print(f"{'':30} x base per core, each round: {', '.join(f'{x:.2f}' for x in per_core)}")
     if len(workers) > 1:
-        print(
-            f"wall time {workers[0]} worker(s) / {workers[-1]} worker(s): {rows[1][2]['wall_s'] / rows[len(workers)][2]['wall_s']:.2f}x"
-        )
-    same = base["unigrams"] == rows[1][2]["unigrams"] and base["bigrams"] == rows[1][2]["bigrams"]
+        one, two = (runs[f"beam local, {w} worker(s)"] for w in (workers[0], workers[-1]))
+        ratio = statistics.median(a["wall_s"] / b["wall_s"] for a, b in zip(one, two))
+        print(f"wall time {workers[0]} worker(s) / {workers[-1]} worker(s): {ratio:.2f}x")
+    base = base_runs[0]
+    same = all(
+        r["unigrams"] == base["unigrams"] and r["bigrams"] == base["bigrams"]
+        for name, kind, _ in contenders
+        if kind == "wiki"
+        for r in runs[name]
+    )
     print(
         f"same unigram/bigram candidates as the baseline: {same} ({base['unigrams']} / {base['bigrams']})"
     )
