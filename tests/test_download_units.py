@@ -403,3 +403,39 @@ def test_freed_image_buffers_stay_in_the_heap():
     if untuned < 20:  # ~200 here: glibc maps and unmaps image-sized buffers for every image
         pytest.skip(f"this allocator does not return the buffers ({untuned:.0f} faults/image)")
     assert faults("tuned") < untuned / 20
+
+
+# -- layout checks shared by the download's and the filter's end checks --------------------------
+
+
+def _tar(path, names):
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name in names:
+            tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+
+
+def test_tar_member_problems_name_what_is_missing(tmp_path):
+    whole = ["00000000.jpg", "00000000.txt", "00000000.json"]
+    _tar(tmp_path / "ok.tar", whole)
+    assert (
+        shard_writer.tar_member_problems("00000", str(tmp_path / "ok.tar"), ["00000000"], "jpg")
+        == []
+    )
+    _tar(tmp_path / "short.tar", whole[:2])
+    (line,) = shard_writer.tar_member_problems(
+        "00000", str(tmp_path / "short.tar"), ["00000000"], "jpg"
+    )
+    assert line == "shard 00000: 1 successes need 3 tar members, the tar holds 2 (1 missing)"
+    _tar(tmp_path / "extra.tar", whole + ["00000001.jpg"])
+    assert shard_writer.tar_member_problems(
+        "00000", str(tmp_path / "extra.tar"), ["00000000"], "jpg"
+    )
+
+
+def test_stray_shards_are_those_no_planned_shard_accounts_for(tmp_path):
+    for name in ("00000.tar", "00001.parquet", "00002_stats.json", "00007.tar", "0000x.tar"):
+        (tmp_path / name).write_bytes(b"")
+    assert shard_writer.stray_shards(str(tmp_path), 2) == ["00002", "00007", "0000x"]
+    assert shard_writer.stray_shards(str(tmp_path), 8) == ["0000x"]  # not a shard number

@@ -10,7 +10,6 @@ else. A broken rule fails the stage with the counts (:class:`StageFailed`).
 from __future__ import annotations
 
 import json
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.parquet as pq
@@ -35,11 +34,6 @@ def _finalized_by(shards_dir: str, shard: int) -> str | None:
 def _expected_rows(task: ShardTask) -> list[tuple[str, str]]:
     """(key, uid) of the selection rows the plan gave ``task``, in key order."""
     return [(r["key"], r["uid"]) for r in rows_for_task(task, phases.read_slice)]
-
-
-def _tar_names(path: str) -> list[str]:
-    with fs.open_read(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        return [m.name for m in tar]
 
 
 def shard_problems(shards_dir: str, task: ShardTask, ext: str, run_id: str) -> list[str]:
@@ -68,23 +62,7 @@ def shard_problems(shards_dir: str, task: ShardTask, ext: str, run_id: str) -> l
         for k, s in zip(table.column("key").to_pylist(), table.column("status").to_pylist())
         if s == "success"
     ]
-    wanted = sorted(f"{k}.{e}" for k in successes for e in (ext, "txt", "json"))
-    names = sorted(_tar_names(paths["tar"]))
-    if names != wanted:
-        problems.append(
-            f"shard {name}: {len(successes)} successes need {len(wanted)} tar members, the tar "
-            f"holds {len(names)} ({len(set(wanted) - set(names))} missing)"
-        )
-    return problems
-
-
-def _stray_shards(shards_dir: str, planned: int) -> list[str]:
-    names = set()
-    for pattern in ("[0-9]*.tar", "[0-9]*.parquet", "[0-9]*_stats.json"):
-        names.update(
-            p.rsplit("/", 1)[-1][: sw.SHARD_DIGITS] for p in fs.glob(fs.join(shards_dir, pattern))
-        )
-    return sorted(n for n in names if not n.isdigit() or int(n) >= planned)
+    return problems + sw.tar_member_problems(name, paths["tar"], successes, ext)
 
 
 def check_shards(shards_dir: str, tasks: list[ShardTask], ext: str, run_id: str) -> None:
@@ -92,7 +70,7 @@ def check_shards(shards_dir: str, tasks: list[ShardTask], ext: str, run_id: str)
     with ThreadPoolExecutor(8) as pool:  # reads only: overlaps the latency of remote files
         found = list(pool.map(lambda t: shard_problems(shards_dir, t, ext, run_id), tasks))
     problems = [p for shard in found for p in shard]
-    stray = _stray_shards(shards_dir, len(tasks))
+    stray = sw.stray_shards(shards_dir, len(tasks))
     if stray:
         problems.append(f"shard files beyond the {len(tasks)} planned: {stray[:5]}")
     if problems:

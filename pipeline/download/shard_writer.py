@@ -277,3 +277,32 @@ def write_final(
     stats = {**shard_stats(rows), "digest": digest or content_digest(rows, ext)}
     fs.write_text_atomic(paths["stats"], json.dumps(stats, indent=4, sort_keys=True) + "\n")
     return stats
+
+
+# ---- checks of the layout (the download's and the filter's end checks) ------------------------
+
+
+def tar_member_problems(name: str, tar_path: str, successes: list[str], ext: str) -> list[str]:
+    """What is wrong with a shard's tar given its successful keys: every success has exactly its
+    image, caption and metadata members, and nothing else is there."""
+    import tarfile
+
+    wanted = sorted(f"{k}.{e}" for k in successes for e in (ext, "txt", "json"))
+    with fs.open_read(tar_path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        names = sorted(m.name for m in tar)
+    if names == wanted:
+        return []
+    return [
+        f"shard {name}: {len(successes)} successes need {len(wanted)} tar members, the tar "
+        f"holds {len(names)} ({len(set(wanted) - set(names))} missing)"
+    ]
+
+
+def stray_shards(shards_dir: str, planned: int) -> list[str]:
+    """Shard names in ``shards_dir`` that no planned shard (``0..planned-1``) accounts for."""
+    names = set()
+    for pattern in ("[0-9]*.tar", "[0-9]*.parquet", "[0-9]*_stats.json"):
+        names.update(
+            p.rsplit("/", 1)[-1][:SHARD_DIGITS] for p in fs.glob(fs.join(shards_dir, pattern))
+        )
+    return sorted(n for n in names if not n.isdigit() or int(n) >= planned)

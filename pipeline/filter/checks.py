@@ -11,7 +11,6 @@ exactly once. A broken rule fails the stage with the counts (:class:`StageFailed
 
 from __future__ import annotations
 
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.parquet as pq
@@ -98,24 +97,7 @@ def shard_problems(out_dir: str, task, expected: list, ext: str, run_id: str) ->
     problems = _row_problems(name, expected, got)
     keys = t.column("key").to_pylist()
     successes = [k for k, row in zip(keys, got) if row[2] == "success"]
-    wanted = sorted(f"{k}.{e}" for k in successes for e in (ext, "txt", "json"))
-    with fs.open_read(paths["tar"]) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        names = sorted(m.name for m in tar)
-    if names != wanted:
-        problems.append(
-            f"shard {name}: {len(successes)} successes need {len(wanted)} tar members, the tar "
-            f"holds {len(names)}"
-        )
-    return problems
-
-
-def _stray_shards(out_dir: str, planned: int) -> list[str]:
-    names = set()
-    for pattern in ("[0-9]*.tar", "[0-9]*.parquet", "[0-9]*_stats.json"):
-        names.update(
-            p.rsplit("/", 1)[-1][: sw.SHARD_DIGITS] for p in fs.glob(fs.join(out_dir, pattern))
-        )
-    return sorted(n for n in names if not n.isdigit() or int(n) >= planned)
+    return problems + sw.tar_member_problems(name, paths["tar"], successes, ext)
 
 
 def check_outputs(out_dir: str, tasks: list, inputs: list, ext: str, run_id: str) -> None:
@@ -132,7 +114,7 @@ def check_outputs(out_dir: str, tasks: list, inputs: list, ext: str, run_id: str
     with ThreadPoolExecutor(8) as pool:  # reads only: overlaps the latency of remote files
         found = list(pool.map(problems, tasks))
     flat = [p for shard in found for p in shard]
-    stray = _stray_shards(out_dir, len(tasks))
+    stray = sw.stray_shards(out_dir, len(tasks))
     if stray:
         flat.append(f"shard files beyond the {len(tasks)} planned: {stray[:5]}")
     if flat:
