@@ -38,15 +38,25 @@ def tiny_out(tmp_path, tiny_world) -> Path:
     return out
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Trainer tests use small tensors: extra OpenMP threads only wait on a busy machine."""
+def _one_torch_thread():
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Trainer tests use small tensors: extra OpenMP threads only wait on a busy machine."""
+    yield from _one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """:func:`one_torch_thread` for a module's shared fixtures (a checkpoint trained once)."""
+    yield from _one_torch_thread()
 
 
 @pytest.fixture(scope="module")

@@ -45,16 +45,6 @@ def checkpoint(tmp_path_factory, one_torch_thread_module):
     return path
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread_module():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _run(out, **filters) -> dict:
     cfg = FilterConfig(reshard_samples=10, **filters)
     return stage.run(RunConfig(out=str(out), workers=1, progress=False), cfg)

@@ -214,16 +214,6 @@ def filtered(tmp_path_factory, one_torch_thread_module):
     return out, truth, summary
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread_module():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _section(page: str, sid: str) -> str:
     return re.search(rf'<section id="{sid}">(.*?)</section>', page, flags=re.S).group(1)
 
