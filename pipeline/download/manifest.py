@@ -18,6 +18,7 @@ import re
 import tarfile
 
 from pipeline import fs
+from pipeline.invariants import expect_equal
 
 MANIFEST = "manifest.json"
 FORMAT = "wit-builder shard manifest"
@@ -75,3 +76,12 @@ def write_manifest(shards_dir: str, **facts) -> dict:
     }
     fs.write_text_atomic(fs.join(shards_dir, MANIFEST), json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def check_manifest(stage: str, manifest: dict, planned: int, successes: int) -> None:
+    """A stage's end check of the manifest it wrote: every planned shard and every sample kept
+    (``successes``) is listed."""
+    expect_equal(stage, "shards in manifest.json", planned, manifest["num_shards"])
+    expect_equal(
+        stage, "samples in manifest.json vs successes", successes, manifest["total_samples"]
+    )

@@ -35,7 +35,7 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.download import checks, images, phases, report
 from pipeline.download.config import DownloadConfig
 from pipeline.download.fetch import FetchOptions
-from pipeline.download.manifest import write_manifest
+from pipeline.download.manifest import check_manifest, write_manifest
 from pipeline.layout import Layout
 from pipeline.select import metadata
 
@@ -218,7 +218,7 @@ def run(run: RunConfig, download: DownloadConfig, resolver_factory=None) -> dict
         "this_run": beam_counters(result),
     }
     rep = report.write_report(shards_dir, fs.join(layout.reports, "download.json"), extra)
-    checks.check_manifest(manifest, len(tasks), rep["successes"])
+    check_manifest(checks.STAGE, manifest, len(tasks), rep["successes"])
     return {
         "selected": rep["samples"],
         "downloaded": rep["successes"],

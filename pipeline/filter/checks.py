@@ -126,11 +126,3 @@ def check_outputs(out_dir: str, tasks: list, inputs: list, ext: str, run_id: str
             + "; ".join(flat[:3])
             + (f"; and {len(flat) - 3} more" if len(flat) > 3 else ""),
         )
-
-
-def check_manifest(manifest: dict, planned: int, successes: int) -> None:
-    """``filtered/manifest.json`` lists every output shard and every kept sample."""
-    expect_equal(STAGE, "shards in manifest.json", planned, manifest["num_shards"])
-    expect_equal(
-        STAGE, "samples in manifest.json vs successes", successes, manifest["total_samples"]
-    )

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pipeline import fs
 from pipeline.config import ConfigError, RunConfig
 from pipeline.download import shard_writer as sw
-from pipeline.download.manifest import IMAGE_EXTS, MANIFEST, write_manifest
+from pipeline.download.manifest import IMAGE_EXTS, MANIFEST, check_manifest, write_manifest
 from pipeline.filter import checks, report
 from pipeline.filter.analyse import InputShard, Settings
 from pipeline.filter.config import FilterConfig
@@ -191,7 +191,7 @@ def run(run: RunConfig, filter: FilterConfig) -> dict:
         settings.out_dir, image_ext=settings.ext, samples_per_shard=settings.reshard_samples
     )
     kept = sum(w["successes"] for w in steps["written"])
-    checks.check_manifest(manifest, len(tasks), kept)
+    check_manifest(checks.STAGE, manifest, len(tasks), kept)
     data = _report(run, filter, settings, inputs, tasks, steps, description)
     fs.remove_tree(settings.work_dir)
     totals = data["totals"]
